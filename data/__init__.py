@@ -1,0 +1,1 @@
+"""Tick data: one event schema, converters, validator, Parquet store, merged reader, synthetic market."""

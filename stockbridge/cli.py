@@ -1,0 +1,69 @@
+"""The ``stockbridge`` command: thin wrappers that parse, call the library, and print.
+
+User errors (bad config, bad data) print one line ``error: <file>: <where>: <what>`` and exit 2;
+``--debug`` (anywhere on the command line) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from stockbridge.errors import StockbridgeError
+
+app = typer.Typer(
+    name="stockbridge",
+    help="Market making and cross-venue arbitrage for tokenized stocks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Tick data: convert, validate, synthesize, inspect.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _register_all() -> None:
+    from stockbridge.commands import config as config_cmd
+
+    config_cmd.register(app)
+    for module in _optional_command_modules():
+        module.register(data_app if module.__name__.split(".")[-1].startswith("data_") else app)
+
+
+def _optional_command_modules():
+    import importlib
+
+    names = ["data_convert", "data_synth", "strategies", "backtest"]
+    mods = []
+    for name in names:
+        try:
+            mods.append(importlib.import_module(f"stockbridge.commands.{name}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"stockbridge.commands.{name}":
+                raise
+    return mods
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        app(args=args, prog_name="stockbridge")  # usage errors and --help are handled by typer itself
+    except StockbridgeError as exc:
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

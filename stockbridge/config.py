@@ -1,0 +1,204 @@
+"""TOML configuration -> validated pydantic models.
+
+Unknown keys are errors. Every error becomes one :class:`ConfigError` line naming the file, the key
+path (``venues.bybit.maker_fee_bps``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from stockbridge.errors import ConfigError
+from stockbridge.instruments import Instrument, InstrumentKind, Strict, Venue, VenueKind, to_ns
+
+
+class SessionWeights(Strict):
+    """Return variance per hour of each US equity session state, relative to a regular-hours hour.
+
+    French & Roll (1986): per hour, variance is 13-100x higher when the market is open than when it
+    is closed; a weekend adds roughly 0.1-0.2 of a trading day's variance.
+    """
+
+    regular: float = Field(default=1.0, gt=0, description="weight of a regular-hours hour")
+    pre: float = Field(default=0.15, ge=0, description="weight of a pre-market hour")
+    after: float = Field(default=0.12, ge=0, description="weight of an after-hours hour")
+    overnight: float = Field(default=0.05, ge=0, description="weight of an overnight (ATS) hour")
+    closed: float = Field(default=0.02, ge=0, description="weight of a closed hour (weekend, holiday)")
+
+
+class SessionsConfig(Strict):
+    calendar: str = Field(default="NYSE", description="pandas_market_calendars calendar name")
+    weights: SessionWeights = Field(default_factory=SessionWeights)
+    gap_z: float = Field(default=2.0, ge=0, description="gap allowance in std-devs while the hedge market is closed")
+
+
+class StrategyConfig(Strict):
+    name: str = Field(description="registered strategy name (see `stockbridge strategies list`)")
+    params: dict[str, Any] = Field(default_factory=dict, description="validated by the strategy's params model")
+    quote_venues: tuple[str, ...] = Field(default=(), description="venues to quote on; empty = every token venue")
+    instrument: str | None = Field(default=None, description="token to quote; default: the first token")
+
+
+class RiskConfig(Strict):
+    max_position: float = Field(default=100.0, gt=0, description="max |inventory| per token venue, tokens")
+    max_net_delta: float = Field(default=200.0, gt=0, description="max |net delta| across venues, share-equivalents")
+    hedge_band: float = Field(default=20.0, ge=0, description="hedge when |net delta| exceeds this, shares")
+    hedge_target: float = Field(default=0.0, description="net delta a hedge trades toward, shares")
+    offhours_size_factor: float = Field(default=0.3, gt=0, le=1, description="quote size multiplier while the hedge market is closed")
+
+
+class ScenarioConfig(Strict):
+    kind: Literal["default", "halt", "depeg"] = Field(description="venue default, venue halt, or token depeg")
+    venue: str = Field(description="venue affected")
+    at: str = Field(description="start time, ISO-8601 with zone")
+    until: str | None = Field(default=None, description="end time for halt/depeg, ISO-8601 with zone")
+    recovery_rate: float = Field(default=0.4, ge=0, le=1, description="default: fraction of balances recovered")
+    depeg_bps: float = Field(default=0.0, description="depeg: shift of the venue's prices, bps")
+
+
+class BacktestConfig(Strict):
+    start: str | None = Field(default=None, description="replay from, ISO-8601 with zone (default: data start)")
+    end: str | None = Field(default=None, description="replay until, ISO-8601 with zone (default: data end)")
+    seed: int = Field(default=1, description="seed for latency draws and probabilistic fills")
+    initial_cash: float = Field(default=100_000.0, gt=0, description="cash per venue at start, quote currency")
+    decision_interval_ms: float = Field(default=0.0, ge=0, description="0 = decide on every event, else a cadence in ms")
+    requote_ticks: float = Field(default=1.0, ge=0, description="leave an order alone if the new price is within N ticks")
+    requote_size_frac: float = Field(default=0.2, ge=0, description="... and its size within this fraction")
+    queue_model: Literal["conservative", "probabilistic"] = Field(default="conservative")
+    sample_interval_s: float = Field(default=60.0, gt=0, description="timeseries sampling interval, seconds")
+    scenarios: tuple[ScenarioConfig, ...] = Field(default=())
+
+
+class LiveConfig(Strict):
+    sandbox: bool = Field(default=True, description="trade against sandboxes/emulators; real money needs --live")
+    journal: str = Field(default="stockbridge-journal.sqlite", description="SQLite journal path")
+    stale_data_ms: float = Field(default=5_000, gt=0, description="stop quoting a venue whose data is older, ms")
+    max_orders_per_second: float = Field(default=5, gt=0)
+    max_drawdown: float = Field(default=5_000, gt=0, description="kill switch, quote currency")
+
+
+class SynthConfig(Strict):
+    """Parameters of the synthetic market generator (`stockbridge data synth`)."""
+
+    start: str = Field(default="2025-07-07T00:00:00Z", description="first day of the dataset (ISO-8601 with zone)")
+    days: int = Field(default=5, ge=1, description="number of calendar days")
+    share_price: float = Field(default=200.0, gt=0, description="underlying price at start, quote currency")
+    annual_vol: float = Field(default=0.3, gt=0, description="annualised volatility of the underlying")
+    quote_interval_ms: float = Field(default=250.0, gt=0, description="mean time between book updates per venue, ms")
+    trade_rate_per_min: float = Field(default=6.0, ge=0, description="mean trades per minute per token venue in regular hours")
+    informed_fraction: float = Field(default=0.3, ge=0, le=1, description="share of trades that predict the next move")
+
+
+class StockbridgeConfig(Strict):
+    instruments: dict[str, Instrument] = Field(min_length=1)
+    venues: dict[str, Venue] = Field(min_length=1)
+    strategy: StrategyConfig | None = None
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> "StockbridgeConfig":
+        for name, inst in self.instruments.items():
+            if inst.kind is InstrumentKind.token:
+                under = self.instruments.get(inst.underlying or "")
+                if under is None or under.kind is not InstrumentKind.share:
+                    raise _KeyedError(f"instruments.{name}.underlying", f"'{inst.underlying}' is not a share instrument in [instruments]")
+        for vname, venue in self.venues.items():
+            for iname in venue.instruments:
+                if iname not in self.instruments:
+                    raise _KeyedError(f"venues.{vname}.instruments.{iname}", f"unknown instrument (known: {', '.join(self.instruments)})")
+        if self.strategy is not None:
+            for v in self.strategy.quote_venues:
+                if v not in self.venues:
+                    raise _KeyedError("strategy.quote_venues", f"unknown venue '{v}' (known: {', '.join(self.venues)})")
+            if self.strategy.instrument is not None and self.strategy.instrument not in self.instruments:
+                raise _KeyedError("strategy.instrument", f"unknown instrument '{self.strategy.instrument}'")
+        for i, sc in enumerate(self.backtest.scenarios):
+            if sc.venue not in self.venues:
+                raise _KeyedError(f"backtest.scenarios.{i}.venue", f"unknown venue '{sc.venue}'")
+        for key, value in (("backtest.start", self.backtest.start), ("backtest.end", self.backtest.end), ("synth.start", self.synth.start)):
+            if value is not None:
+                try:
+                    to_ns(value)
+                except ValueError as exc:
+                    raise _KeyedError(key, f"expected an ISO-8601 time with zone, got {value!r} ({exc})") from None
+        return self
+
+    # -- ids: the order of the TOML tables fixes the integer ids the event stream and kernels use --
+    def venue_ids(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.venues)}
+
+    def instrument_ids(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.instruments)}
+
+    def token_venues(self) -> list[str]:
+        return [n for n, v in self.venues.items() if v.kind is not VenueKind.equity_broker]
+
+    def hedge_venue(self) -> str | None:
+        return next((n for n, v in self.venues.items() if v.kind is VenueKind.equity_broker), None)
+
+    def quoted_token(self) -> str:
+        if self.strategy is not None and self.strategy.instrument:
+            return self.strategy.instrument
+        return next(n for n, i in self.instruments.items() if i.kind is InstrumentKind.token)
+
+
+class _KeyedError(ValueError):
+    """Raised inside validators to report a key path other than pydantic's own location."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key, self.message = key, message
+
+
+def _describe(err: dict) -> tuple[str, str]:
+    loc = ".".join(str(p) for p in err["loc"])
+    kind, msg = err["type"], err["msg"]
+    ctx = err.get("ctx") or {}
+    inner = ctx.get("error")
+    if isinstance(inner, _KeyedError):
+        return inner.key, inner.message
+    got = err.get("input")
+    if kind == "extra_forbidden":
+        return loc, "unknown key"
+    if kind == "missing":
+        return loc, "required key is missing"
+    msg = msg.removeprefix("Value error, ")
+    if isinstance(got, (dict, list)):  # a table-level problem: the message says it all
+        return loc, msg
+    return loc, f"{msg} (got {got!r})"
+
+
+def parse_config(data: dict[str, Any], path: str | Path = "<config>") -> StockbridgeConfig:
+    """Validate an already-parsed TOML document; raise ConfigError on the first problem."""
+    try:
+        return StockbridgeConfig.model_validate(data)
+    except ValidationError as exc:
+        key, message = _describe(exc.errors()[0])
+        extra = len(exc.errors()) - 1
+        if extra:
+            message += f" (+{extra} more problem{'s' if extra > 1 else ''})"
+        raise ConfigError(str(path), key, message) from None
+
+
+def load_config(path: str | Path) -> StockbridgeConfig:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"TOML syntax error: {exc}") from None
+    return parse_config(data, path)
