@@ -80,11 +80,6 @@ def _as_frame(events: np.ndarray | pl.DataFrame) -> pl.DataFrame:
     return events.select([pl.col(c).cast(FILE_SCHEMA[c]) for c in FILE_COLUMNS])
 
 
-def utc_dates(local_ts: np.ndarray) -> np.ndarray:
-    """UTC calendar day of each ns timestamp, as int64 days since 1970-01-01."""
-    return np.floor_divide(np.asarray(local_ts, dtype=np.int64), NS_PER_DAY)
-
-
 def _day_name(day: int) -> str:
     return str(np.datetime64(int(day), "D"))
 
@@ -102,7 +97,7 @@ def write_events(root: str | Path, venue: str, instrument: str, events: np.ndarr
     frame = _as_frame(events).select(FILE_COLUMNS)
     if frame.height == 0:
         return 0
-    frame = frame.with_columns((pl.col("local_ts").floor_div(NS_PER_DAY)).alias("_day"))
+    frame = frame.with_columns((pl.col("local_ts") // NS_PER_DAY).alias("_day"))
     for (day,), group in frame.group_by("_day", maintain_order=True):
         part = group.drop("_day").sort("local_ts", maintain_order=True)
         _write_new_part(partition_dir(root, venue, instrument, _day_name(day)), part)

@@ -1,0 +1,100 @@
+"""Merge the stored streams of many (venue, instrument) pairs into one ``local_ts``-ordered event sequence.
+
+Partitions are UTC days, so the merge goes one day at a time: every stream's partition for that day
+is loaded (and nothing else), the day's rows are stably sorted by ``local_ts`` and handed out in
+chunks. A stream's next partition starts at a later day, so everything before the end of the day is
+final: the watermark is the day boundary. Peak memory is one day of all selected streams, however
+long the replay.
+
+Ties in ``local_ts`` break by venue id, then instrument id, then the stream's own row order, so the
+sequence is the same on every run and for every ``chunk_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from data.schema import to_numpy
+from data.store import NS_PER_DAY, list_partitions, partition_dir, read_partition
+from stockbridge.errors import DataError
+
+
+def dataset_ids(root: str | Path) -> tuple[list[str], list[str]]:
+    """(venue names, instrument names) present in the store at ``root``, each sorted."""
+    parts = list_partitions(root)
+    return sorted({p[0] for p in parts}), sorted({p[1] for p in parts})
+
+
+def _day_bounds(date: str) -> tuple[int, int]:
+    day = int(np.datetime64(date, "D").astype(np.int64))
+    return day * NS_PER_DAY, (day + 1) * NS_PER_DAY
+
+
+def _selected_partitions(
+    root: str | Path,
+    venue_ids: Mapping[str, int],
+    instrument_ids: Mapping[str, int],
+    venues: list[str] | tuple[str, ...] | None,
+    start_ns: int | None,
+    end_ns: int | None,
+) -> list[tuple[str, int, int, str, str]]:
+    """(date, venue id, instrument id, venue, instrument) of each partition to read, in merge order."""
+    wanted = None if venues is None else set(venues)
+    out = []
+    for venue, instrument, date in list_partitions(root):
+        if wanted is not None and venue not in wanted:
+            continue
+        where = partition_dir(root, venue, instrument, date)
+        if venue not in venue_ids:
+            raise DataError(str(where), None, "venue", f"venue '{venue}' is not in the config (known: {', '.join(venue_ids)})")
+        if instrument not in instrument_ids:
+            raise DataError(
+                str(where), None, "instrument", f"instrument '{instrument}' is not in the config (known: {', '.join(instrument_ids)})"
+            )
+        lo, hi = _day_bounds(date)
+        if (end_ns is not None and lo >= end_ns) or (start_ns is not None and hi <= start_ns):
+            continue
+        out.append((date, venue_ids[venue], instrument_ids[instrument], venue, instrument))
+    out.sort()
+    return out
+
+
+def read_merged(
+    root: str | Path,
+    venue_ids: Mapping[str, int],
+    instrument_ids: Mapping[str, int],
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    venues: list[str] | tuple[str, ...] | None = None,
+    chunk_size: int = 1_000_000,
+) -> Iterator[np.ndarray]:
+    """Yield ``EVENT_DTYPE`` chunks (1..chunk_size rows) in nondecreasing ``local_ts`` over all streams.
+
+    ``venue_ids``/``instrument_ids`` map partition names to the ids written into each row (usually
+    ``cfg.venue_ids()``/``cfg.instrument_ids()``); a partition named outside them is a ``DataError``.
+    ``start_ns`` (inclusive) and ``end_ns`` (exclusive) bound ``local_ts`` in ns UTC; ``venues``
+    restricts the venues read.
+    """
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    selected = _selected_partitions(root, venue_ids, instrument_ids, venues, start_ns, end_ns)
+    for date, group in groupby(selected, key=lambda p: p[0]):
+        frames = [read_partition(root, v, i, date, vid, iid) for _, vid, iid, v, i in group]
+        # Frames are concatenated in (venue id, instrument id) order, so the stable sort breaks
+        # local_ts ties by venue, then instrument, then each stream's own order.
+        day = pl.concat(frames, how="vertical")
+        if start_ns is not None or end_ns is not None:
+            lo = start_ns if start_ns is not None else np.iinfo(np.int64).min
+            hi = end_ns if end_ns is not None else np.iinfo(np.int64).max
+            day = day.filter((pl.col("local_ts") >= lo) & (pl.col("local_ts") < hi))
+        if len(frames) > 1:
+            day = day.sort("local_ts", maintain_order=True)
+        events = to_numpy(day)
+        del day, frames
+        for at in range(0, len(events), chunk_size):
+            yield events[at : at + chunk_size]
