@@ -1,0 +1,7 @@
+"""Quoting strategies: a params model plus an ``@njit`` kernel, found through entry points.
+
+- :mod:`strategies.base` - :class:`StrategyParams`, :func:`param`, :class:`StrategySpec`.
+- :mod:`strategies.registry` - ``available()``, ``get(name)``, ``from_config(cfg, path)``.
+- Built-ins: ``fixed_spread``, ``avellaneda_stoikov``, ``glft``, ``cross_venue_arb``.
+- :mod:`strategies.scaffold` - writes a new plugin package (``stockbridge strategies new``).
+"""
