@@ -1,0 +1,25 @@
+"""Lay a ladder of quotes on every quotable venue: the shared last step of the built-in market makers."""
+
+from __future__ import annotations
+
+from numba import njit
+
+from stockbridge.core.context import ASK, BID, MAX_LEVELS
+
+
+@njit(cache=True)
+def write_ladder(ctx, quotes, bid0, ask0, step, size, levels):
+    """On each venue with ``ctx.quotable[v] == 1``: bids at ``bid0 - l*step``, asks at ``ask0 + l*step``.
+
+    ``l`` = 0 .. levels-1 (at most MAX_LEVELS); prices quote currency, ``step`` quote currency,
+    ``size`` tokens per level. Raw wishes: the core rounds them to the venue grid and applies limits.
+    """
+    n = min(levels, MAX_LEVELS)
+    for v in range(ctx.n_venues):
+        if ctx.quotable[v] != 1:
+            continue
+        for lvl in range(n):
+            quotes[v, BID, lvl, 0] = bid0 - lvl * step
+            quotes[v, BID, lvl, 1] = size
+            quotes[v, ASK, lvl, 0] = ask0 + lvl * step
+            quotes[v, ASK, lvl, 1] = size
