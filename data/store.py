@@ -97,9 +97,14 @@ def write_events(root: str | Path, venue: str, instrument: str, events: np.ndarr
     frame = _as_frame(events).select(FILE_COLUMNS)
     if frame.height == 0:
         return 0
-    frame = frame.with_columns((pl.col("local_ts") // NS_PER_DAY).alias("_day"))
-    for (day,), group in frame.group_by("_day", maintain_order=True):
-        part = group.drop("_day").sort("local_ts", maintain_order=True)
+    days = frame.get_column("local_ts") // NS_PER_DAY
+    if days.min() == days.max():
+        parts = [(days[0], frame)]
+    else:
+        parts = [(day, group.drop("_day")) for (day,), group in frame.with_columns(days.alias("_day")).group_by("_day", maintain_order=True)]
+    for day, part in parts:
+        if not part.get_column("local_ts").is_sorted():
+            part = part.sort("local_ts", maintain_order=True)
         _write_new_part(partition_dir(root, venue, instrument, _day_name(day)), part)
     return frame.height
 

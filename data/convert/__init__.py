@@ -1,0 +1,58 @@
+"""Converters from public tick-data formats into the Parquet store; each validates as it goes.
+
+Formats: ``tardis`` (Tardis.dev CSV, any data type), ``lobster`` (message + orderbook pairs),
+``nbbo`` and ``trades-csv`` (plain CSV), ``ccxt-trades`` and ``ccxt-ohlcv`` (JSON saved from ccxt).
+Layouts are documented in each module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from data.convert import ccxt_json, lobster, nbbo, tardis
+from data.convert.source import ConvertReport, Job, read_header
+from stockbridge.errors import DataError
+
+FORMATS = ("tardis", "lobster", "nbbo", "trades-csv", "ccxt-trades", "ccxt-ohlcv")
+
+_SINGLE = {
+    "tardis": tardis.convert,
+    "nbbo": nbbo.convert_nbbo,
+    "trades-csv": nbbo.convert_trades,
+    "ccxt-trades": ccxt_json.convert_trades,
+    "ccxt-ohlcv": ccxt_json.convert_ohlcv,
+}
+
+
+def convert_files(fmt: str, inputs: list[str | Path], job: Job) -> list[ConvertReport]:
+    """Convert each input (for ``lobster``: MESSAGE ORDERBOOK pairs, in that order) with ``job``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if fmt == "lobster":
+        if len(inputs) % 2:
+            raise DataError(str(inputs[-1]), None, None, "LOBSTER inputs come in pairs: MESSAGE ORDERBOOK [MESSAGE ORDERBOOK ...]")
+        return [lobster.convert(m, o, job) for m, o in zip(inputs[0::2], inputs[1::2])]
+    return [_SINGLE[fmt](path, job) for path in inputs]
+
+
+def detect_format(path: str | Path) -> str | None:
+    """The format of a source file from its content, where that is unambiguous (not LOBSTER)."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        start = fh.read(64).lstrip()[:1]
+    if start == b"[":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data and isinstance(data[0], dict):
+            return "ccxt-trades"
+        if data and isinstance(data[0], list):
+            return "ccxt-ohlcv"
+        return None
+    header = tuple(read_header(path))
+    if tardis.detect(header):
+        return "tardis"
+    if header == nbbo.NBBO:
+        return "nbbo"
+    if header == nbbo.TRADES:
+        return "trades-csv"
+    return None

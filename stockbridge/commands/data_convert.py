@@ -1,0 +1,113 @@
+"""`stockbridge data convert` (source files -> Parquet store) and `stockbridge data validate` (stores or source files)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stockbridge.config import load_config
+from stockbridge.errors import DataError
+
+
+
+def _console() -> Console:
+    return Console(width=max(Console().width, 140))
+
+
+class Format(str, Enum):
+    tardis = "tardis"
+    lobster = "lobster"
+    nbbo = "nbbo"
+    trades_csv = "trades-csv"
+    ccxt_trades = "ccxt-trades"
+    ccxt_ohlcv = "ccxt-ohlcv"
+
+
+def _print_reports(title: str, reports, written_label: str) -> None:
+    from data.validate import drop_summary
+
+    console = _console()
+    console.print(title, soft_wrap=True)
+    table = Table()
+    for col, just in (("file", "left"), ("format", "left"), ("source rows", "right"), (written_label, "right"), ("dropped", "left"), ("skipped", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    for r in reports:
+        written = ", ".join(f"{name}: {n:,}" for name, n in r.written.items()) or "0"
+        dropped_text = drop_summary(r.dropped).removeprefix("dropped ") or "0"
+        skipped = ", ".join(f"{n:,} {kind}" for kind, n in r.skipped.items()) or "0"
+        table.add_row(r.path, r.format, f"{r.source_rows:,}", written, dropped_text, skipped)
+    console.print(table)
+    for r in reports:
+        if r.dropped:
+            console.print(f"{r.path}: {drop_summary(r.dropped)}", soft_wrap=True)
+
+
+def convert(
+    fmt: Format = typer.Argument(..., metavar="FORMAT", help="tardis, lobster, nbbo, trades-csv, ccxt-trades or ccxt-ohlcv"),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="source files (lobster: MESSAGE ORDERBOOK pairs)"),
+    config: Path = typer.Option(..., "--config", help="TOML config naming the venue and its symbols"),
+    venue: str = typer.Option(..., "--venue", help="venue (a [venues] table of the config) the data comes from"),
+    instrument: str = typer.Option(None, "--instrument", help="instrument of files without a symbol column (default: the venue's only one)"),
+    out: Path = typer.Option(..., "--out", help="directory of the Parquet store to add to"),
+    date: str = typer.Option(None, "--date", help="trading day YYYY-MM-DD (lobster: times are seconds after New York midnight)"),
+    repair: bool = typer.Option(False, "--repair", help="drop bad rows (counted per problem) instead of stopping at the first"),
+) -> None:
+    """Convert tick-data files into the Parquet store, validating every row."""
+    from data.convert import convert_files
+    from data.convert.source import Job
+
+    cfg = load_config(config)
+    job = Job(cfg, venue, instrument=instrument, out=out, repair=repair, date=date, config_path=str(config))
+    reports = convert_files(fmt.value, list(inputs), job)
+    total = sum(sum(r.written.values()) for r in reports)
+    _print_reports(f"{out}: {total:,} rows written for venue {venue}", reports, "written")
+
+
+def validate(
+    paths: list[Path] = typer.Argument(..., metavar="PATH...", help="store directories or source files"),
+    config: Path = typer.Option(..., "--config", help="TOML config naming venues, instruments and symbols"),
+    fmt: Format = typer.Option(None, "--format", help="format of source files (default: detected from the content)"),
+    venue: str = typer.Option(None, "--venue", help="venue of source files"),
+    instrument: str = typer.Option(None, "--instrument", help="instrument of source files without a symbol column"),
+    date: str = typer.Option(None, "--date", help="trading day YYYY-MM-DD (lobster)"),
+) -> None:
+    """Check stores or source files; stop with one line naming file, row and field at the first problem."""
+    from data.convert import convert_files, detect_format
+    from data.convert.source import Job
+    from data.validate import validate_store
+
+    cfg = load_config(config)
+    sources: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            got = validate_store(path, cfg.venue_ids(), cfg.instrument_ids())
+            _console().print(f"[green]OK[/green] {path}: {got['rows']:,} rows in {got['partitions']} partitions", soft_wrap=True)
+        elif path.exists():
+            sources.append(path)
+        else:
+            raise DataError(str(path), None, None, "no such file or directory")
+    if not sources:
+        return
+    if venue is None:
+        raise DataError(str(sources[0]), None, None, "checking a source file needs --venue (its symbols are looked up there)")
+    job = Job(cfg, venue, instrument=instrument, out=None, date=date, config_path=str(config))
+    if fmt is not None:
+        reports = convert_files(fmt.value, sources, job)
+    else:
+        reports = []
+        for path in sources:
+            detected = detect_format(path)
+            if detected is None:
+                raise DataError(str(path), None, None, "format not recognised from the content; pass --format")
+            reports += convert_files(detected, [path], job)
+    _print_reports("source files: OK", reports, "events")
+
+
+def register(data_app: typer.Typer) -> None:
+    """Add `convert` and `validate` to the `stockbridge data` group."""
+    data_app.command("convert")(convert)
+    data_app.command("validate")(validate)

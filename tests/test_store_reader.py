@@ -1,0 +1,194 @@
+"""Parquet store round trip and the merged, bounded, deterministic reader."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import data.reader as reader
+from data.reader import dataset_ids, read_merged
+from data.schema import EVENT_DTYPE, empty, to_polars
+from data.store import NS_PER_DAY, list_bars, list_partitions, part_files, partition_dir, read_bars, read_partition, write_bars, write_events
+from stockbridge.errors import DataError
+
+DAY = 20_276  # 2025-07-07, days since the epoch
+VENUES = {"kraken": 0, "bybit": 1, "broker": 2}  # config order, not alphabetical
+INSTRUMENTS = {"AAPLx": 0, "AAPL": 1}
+
+
+def events(local_ts, price=None, kind=4) -> np.ndarray:
+    ev = empty(len(local_ts))
+    ev["kind"] = kind
+    ev["side"] = 1
+    ev["local_ts"] = local_ts
+    ev["exch_ts"] = np.asarray(local_ts) - 7
+    ev["price"] = np.arange(1, len(local_ts) + 1, dtype=float) if price is None else price
+    ev["size"] = 1.0
+    ev["id"] = np.arange(len(local_ts))
+    return ev
+
+
+def test_round_trip_splits_by_utc_date_and_sorts_stably(tmp_path):
+    t = DAY * NS_PER_DAY
+    ev = events([t + 50, t + 10, t + NS_PER_DAY + 1, t + 10, t - 1])
+    ev["venue"], ev["instrument"] = 9, 9  # ignored: names are what is stored
+    assert write_events(tmp_path, "bybit", "AAPLx", ev) == 5
+    assert list_partitions(tmp_path) == [
+        ("bybit", "AAPLx", "2025-07-06"),
+        ("bybit", "AAPLx", "2025-07-07"),
+        ("bybit", "AAPLx", "2025-07-08"),
+    ]
+    got = read_partition(tmp_path, "bybit", "AAPLx", "2025-07-07", venue_id=1, instrument_id=0)
+    assert got.get_column("local_ts").to_list() == [t + 10, t + 10, t + 50]
+    assert got.get_column("price").to_list() == [2.0, 4.0, 1.0]  # equal times keep their input order
+    assert set(got.get_column("venue").to_list()) == {1} and set(got.get_column("instrument").to_list()) == {0}
+    assert got.get_column("exch_ts").to_list() == [t + 3, t + 3, t + 43]
+    assert read_partition(tmp_path, "bybit", "AAPLx", "2025-07-06").get_column("local_ts").to_list() == [t - 1]
+
+
+def test_appends_new_parts_and_reads_them_in_order(tmp_path):
+    t = DAY * NS_PER_DAY
+    write_events(tmp_path, "kraken", "AAPLx", events([t + 5, t + 20], price=[1.0, 2.0]))
+    write_events(tmp_path, "kraken", "AAPLx", to_polars(events([t + 5, t + 10], price=[3.0, 4.0])))
+    files = part_files(partition_dir(tmp_path, "kraken", "AAPLx", "2025-07-07"))
+    assert [f.name for f in files] == ["part-00000.parquet", "part-00001.parquet"]
+    got = read_partition(tmp_path, "kraken", "AAPLx", "2025-07-07")
+    assert got.select("local_ts", "price").rows() == [(t + 5, 1.0), (t + 5, 3.0), (t + 10, 4.0), (t + 20, 2.0)]
+    assert write_events(tmp_path, "kraken", "AAPLx", empty(0)) == 0
+
+
+def test_partition_names_must_be_plain(tmp_path):
+    with pytest.raises(ValueError, match="partition directory"):
+        write_events(tmp_path, "by/bit", "AAPLx", events([1]))
+    with pytest.raises(ValueError, match="partition directory"):
+        write_events(tmp_path, "bybit", "a=b", events([1]))
+
+
+def test_bars_table(tmp_path):
+    bars = pl.DataFrame({"ts": [120, 60], "open": [2.0, 1.0], "high": [2.0, 1.5], "low": [1.0, 0.5], "close": [1.5, 1.2], "volume": [3.0, 4.0]})
+    assert write_bars(tmp_path, "bybit", "AAPLx", bars) == 2
+    assert list_bars(tmp_path) == [("bybit", "AAPLx")]
+    assert read_bars(tmp_path, "bybit", "AAPLx").rows() == [(60, 1.0, 1.5, 0.5, 1.2, 4.0), (120, 2.0, 2.0, 1.0, 1.5, 3.0)]
+    assert list_partitions(tmp_path) == []
+
+
+# -- merged reader --------------------------------------------------------------------------------
+
+def build_dataset(root: Path) -> np.ndarray:
+    """Three venues over three days with cross-venue ties; returns the expected merged sequence."""
+    t = DAY * NS_PER_DAY
+    h = 3_600_000_000_000
+    streams = {
+        ("kraken", "AAPLx"): [t + h, t + 2 * h, t + 2 * h, t + NS_PER_DAY + h, t + 2 * NS_PER_DAY + 5],
+        ("bybit", "AAPLx"): [t + 2 * h, t + 3 * h, t + NS_PER_DAY - 1, t + NS_PER_DAY, t + 2 * NS_PER_DAY + 5],
+        ("broker", "AAPL"): [t + 2 * h, t + NS_PER_DAY + h, t + NS_PER_DAY + h, t + 2 * NS_PER_DAY],
+    }
+    expected = []
+    for (venue, inst), times in streams.items():
+        ev = events(times, price=np.arange(len(times)) + 100.0 * VENUES[venue])
+        write_events(root, venue, inst, ev)
+        ev["venue"], ev["instrument"] = VENUES[venue], INSTRUMENTS[inst]
+        expected.append(ev)
+    allev = np.concatenate(expected)
+    # Reference order: local time, then venue id, then instrument id, then the stream's own order.
+    order = np.lexsort((allev["id"], allev["instrument"], allev["venue"], allev["local_ts"]))
+    return allev[order]
+
+
+def test_merged_order_across_venues_and_days_in_small_chunks(tmp_path):
+    want = build_dataset(tmp_path)
+    chunks = list(read_merged(tmp_path, VENUES, INSTRUMENTS, chunk_size=4))
+    assert all(0 < len(c) <= 4 and c.dtype == EVENT_DTYPE for c in chunks)
+    got = np.concatenate(chunks)
+    assert len(got) == len(want) == 14
+    assert np.array_equal(got, want)
+    assert np.all(np.diff(got["local_ts"]) >= 0)
+    again = np.concatenate(list(read_merged(tmp_path, VENUES, INSTRUMENTS, chunk_size=1)))
+    assert np.array_equal(again, want)
+    # The three-way tie at 02:00 on day one: kraken (id 0), bybit (1), broker (2), kraken's own order kept.
+    tie = got[got["local_ts"] == DAY * NS_PER_DAY + 2 * 3_600_000_000_000]
+    assert tie["venue"].tolist() == [0, 0, 1, 2] and tie["price"].tolist() == [1.0, 2.0, 100.0, 200.0]
+
+
+def test_ids_follow_the_mapping_not_the_directory_names(tmp_path):
+    build_dataset(tmp_path)
+    other = {"broker": 0, "bybit": 5, "kraken": 7}
+    got = np.concatenate(list(read_merged(tmp_path, other, {"AAPL": 3, "AAPLx": 4})))
+    assert set(zip(got["venue"].tolist(), got["instrument"].tolist())) == {(0, 3), (5, 4), (7, 4)}
+
+
+def test_unknown_partition_name_is_an_error(tmp_path):
+    build_dataset(tmp_path)
+    with pytest.raises(DataError, match=r"venue=bybit/instrument=AAPLx/date=2025-07-07: field 'venue': venue 'bybit' is not in the config"):
+        next(read_merged(tmp_path, {"kraken": 0, "broker": 2}, INSTRUMENTS))
+    with pytest.raises(DataError, match=r"field 'instrument': instrument 'AAPL' is not in the config"):
+        next(read_merged(tmp_path, VENUES, {"AAPLx": 0}))
+
+
+def test_time_range_and_venue_filter(tmp_path):
+    want = build_dataset(tmp_path)
+    t = DAY * NS_PER_DAY
+    lo, hi = t + 2 * 3_600_000_000_000, t + NS_PER_DAY + 3_600_000_000_000
+    got = np.concatenate(list(read_merged(tmp_path, VENUES, INSTRUMENTS, start_ns=lo, end_ns=hi, chunk_size=3)))
+    assert np.array_equal(got, want[(want["local_ts"] >= lo) & (want["local_ts"] < hi)])
+    only = np.concatenate(list(read_merged(tmp_path, {"bybit": 1}, {"AAPLx": 0}, venues=["bybit"])))
+    assert np.array_equal(only, want[want["venue"] == 1])
+    assert list(read_merged(tmp_path, VENUES, INSTRUMENTS, start_ns=t + 5 * NS_PER_DAY)) == []
+
+
+def test_reader_loads_one_day_at_a_time(tmp_path, monkeypatch):
+    build_dataset(tmp_path)
+    loaded: list[str] = []
+    real = reader.read_partition
+
+    def spy(root, venue, instrument, date, *ids):
+        loaded.append(date)
+        return real(root, venue, instrument, date, *ids)
+
+    monkeypatch.setattr(reader, "read_partition", spy)
+    it = read_merged(tmp_path, VENUES, INSTRUMENTS, chunk_size=2)
+    first = next(it)
+    assert loaded == ["2025-07-07"] * 3 and len(first) == 2
+    rest = list(it)
+    assert loaded == ["2025-07-07"] * 3 + ["2025-07-08"] * 3 + ["2025-07-09"] * 3
+    assert sum(map(len, rest)) == 12
+
+
+def test_dataset_ids(tmp_path):
+    build_dataset(tmp_path)
+    assert dataset_ids(tmp_path) == (["broker", "bybit", "kraken"], ["AAPL", "AAPLx"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(list(VENUES)), st.integers(0, 3 * NS_PER_DAY // 1_000_000_000)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 7),
+)
+def test_merge_matches_a_stable_sort(rows, chunk):
+    """Random streams: the merged sequence is every event once, ordered by (local_ts, venue id, stream order)."""
+    with tempfile.TemporaryDirectory() as root:
+        expected = []
+        for venue, vid in VENUES.items():
+            secs = [s for v, s in rows if v == venue]
+            if not secs:
+                continue
+            local = DAY * NS_PER_DAY + np.array(secs, dtype=np.int64) * 1_000_000_000
+            ev = events(local, price=np.arange(len(secs)) + 1000.0 * vid)
+            write_events(root, venue, "AAPLx", ev)
+            ev = ev[np.argsort(ev["local_ts"], kind="stable")]
+            ev["venue"] = vid
+            expected.append(ev)
+        allev = np.concatenate(expected)
+        want = allev[np.lexsort((allev["venue"], allev["local_ts"]))]
+        got = np.concatenate(list(read_merged(root, VENUES, INSTRUMENTS, chunk_size=chunk)))
+        assert np.array_equal(got, want)
