@@ -1,0 +1,2 @@
+"""Tick-replay backtester: simulated venues (books, orders, latency, matching, fees) driven by the
+event stream, and the engine that runs a strategy kernel over them."""
