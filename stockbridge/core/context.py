@@ -43,6 +43,7 @@ CTX_DTYPE = np.dtype(
         # -- fair value and risk of the quoted token --
         ("fair", np.float64),          # fair value of one token, quote ccy
         ("fair_std", np.float64),      # std-dev of fair, quote ccy
+        ("spread_z", np.float64),      # core's quote floor: half-spread >= spread_z * fair_std (std-devs)
         ("sigma", np.float64),         # quote ccy per sqrt(variance-second)
         ("multiplier", np.float64),    # shares per token now
         ("net_delta", np.float64),     # share-equivalents across all venues incl. hedge
@@ -83,6 +84,7 @@ def new_context() -> np.ndarray:
         ctx[name] = np.nan
     ctx["hedge_venue"] = -1
     ctx["size_factor"] = 1.0
+    ctx["spread_z"] = 1.0
     return ctx
 
 
