@@ -49,6 +49,19 @@ class RiskConfig(Strict):
     hedge_band: float = Field(default=20.0, ge=0, description="hedge when |net delta| exceeds this, shares")
     hedge_target: float = Field(default=0.0, description="net delta a hedge trades toward, shares")
     offhours_size_factor: float = Field(default=0.3, gt=0, le=1, description="quote size multiplier while the hedge market is closed")
+    hedge_gamma: float = Field(default=0.01, ge=0, description="risk aversion pricing unhedged delta against hedge cost, 1/quote ccy (0 = band only)")
+    hedge_hold_s: float = Field(default=86_400.0, gt=0, description="expected life of a short hedge for its borrow cost, seconds")
+    hedge_slippage_ticks: float = Field(default=5.0, ge=0, description="hedge IOC limit this many ticks through the touch")
+
+
+class FairValueConfig(Strict):
+    """Fair value and volatility estimation (stockbridge.core.fair_value, volatility)."""
+
+    consensus_half_life_s: float = Field(default=60.0, gt=0, description="a token venue mid loses half its weight after this many seconds")
+    venue_noise_bps: float = Field(default=10.0, gt=0, description="std-dev of one fresh venue mid around fair, bps")
+    prior_annual_vol: float = Field(default=0.3, gt=0, description="volatility assumed until the estimator has data, annualised")
+    vol_half_life_var_s: float = Field(default=7_200.0, gt=0, description="EWMA half-life, variance-seconds")
+    vol_min_interval_var_s: float = Field(default=5.0, gt=0, description="shortest return interval sampled, variance-seconds")
 
 
 class ScenarioConfig(Strict):
@@ -64,7 +77,7 @@ class BacktestConfig(Strict):
     start: str | None = Field(default=None, description="replay from, ISO-8601 with zone (default: data start)")
     end: str | None = Field(default=None, description="replay until, ISO-8601 with zone (default: data end)")
     seed: int = Field(default=1, description="seed for latency draws and probabilistic fills")
-    initial_cash: float = Field(default=100_000.0, gt=0, description="cash per venue at start, quote currency")
+    initial_cash: float = Field(default=25_000.0, gt=0, description="cash per venue at start, quote currency")
     decision_interval_ms: float = Field(default=0.0, ge=0, description="0 = decide on every event, else a cadence in ms")
     requote_ticks: float = Field(default=1.0, ge=0, description="leave an order alone if the new price is within N ticks")
     requote_size_frac: float = Field(default=0.2, ge=0, description="... and its size within this fraction")
@@ -99,6 +112,7 @@ class StockbridgeConfig(Strict):
     strategy: StrategyConfig | None = None
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    fair_value: FairValueConfig = Field(default_factory=FairValueConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)

@@ -1,0 +1,347 @@
+"""Run a backtest: config + tick store in, fills / time series / summary / report out.
+
+Everything that can be checked is checked before the replay starts (config, strategy params, the
+data store), so a bad input stops the run with one line and no partial output. The replay itself
+is :func:`backtest.engine.run_chunk`, fed one reader chunk at a time, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from backtest import engine as E
+from backtest.matching import FILL_DTYPE
+from backtest.orders import TAG_NAMES
+from backtest.simvenue import flush_fills, grow_queues, sim_from_config
+from data.reader import read_merged
+from data.store import list_partitions, read_partition
+from stockbridge.config import StockbridgeConfig
+from stockbridge.core.context import MAX_LEVELS, MAX_VENUES, new_context, new_quotes, new_takes
+from stockbridge.core.fair_value import new_fair_state
+from stockbridge.core.volatility import new_vol_state
+from stockbridge.errors import DataError
+from stockbridge.instruments import to_ns
+from stockbridge.tables import MarketTables, build_tables, fill_static_context
+
+NS = 1_000_000_000
+TRACK_INTERVAL_S = 1.0
+WALL_CLOCK_FIELDS = ("wall_seconds", "events_per_second")
+
+Progress = Callable[[int, int], None]  # (events done, last local_ts)
+
+
+def data_extent(root: Path, venue_ids: dict[str, int]) -> tuple[int, int, int]:
+    """(first local_ts, last local_ts, rows) over the store's partitions of configured venues."""
+    parts = [p for p in list_partitions(root) if p[0] in venue_ids]
+    if not parts:
+        raise DataError(str(root), None, None, "no data for the configured venues (run `stockbridge data synth` or `data convert`)")
+    frames = pl.concat([
+        pl.scan_parquet(str(Path(root) / f"venue={v}" / f"instrument={i}" / f"date={d}" / "*.parquet"))
+        .select(pl.col("local_ts").min().alias("lo"), pl.col("local_ts").max().alias("hi"), pl.len().alias("n"))
+        for v, i, d in parts
+    ]).collect()
+    return int(frames["lo"].min()), int(frames["hi"].max()), int(frames["n"].sum())
+
+
+def _variance_seconds_per_year(weights: np.ndarray) -> float:
+    """Variance-seconds in an average year: 252 trading days of 6.5 regular, 5.5 pre, 4 after, 8
+    overnight hours; the rest of the 8766 hours closed. Converts an annual vol prior to the clock."""
+    from stockbridge.sessions import AFTER, CLOSED, OVERNIGHT, PRE, REGULAR
+
+    day = 6.5 * weights[REGULAR] + 5.5 * weights[PRE] + 4.0 * weights[AFTER] + 8.0 * weights[OVERNIGHT]
+    closed_hours = 8766.0 - 252 * 24.0
+    return 3600.0 * (252 * day + closed_hours * weights[CLOSED])
+
+
+def build_static(cfg: StockbridgeConfig, tables: MarketTables, start_ns: int, end_ns: int) -> E.Static:
+    bt = cfg.backtest
+    cf = np.zeros(E.N_C, dtype=np.float64)
+    cf[E.C_DECISION_NS] = bt.decision_interval_ms * 1e6
+    cf[E.C_REQUOTE_TICKS] = bt.requote_ticks
+    cf[E.C_REQUOTE_FRAC] = bt.requote_size_frac
+    cf[E.C_SAMPLE_NS] = bt.sample_interval_s * NS
+    cf[E.C_TRACK_NS] = TRACK_INTERVAL_S * NS
+    cf[E.C_HEDGE_BAND] = tables.hedge_band
+    cf[E.C_HEDGE_TARGET] = tables.hedge_target
+    cf[E.C_OFFHOURS] = tables.offhours_size_factor
+    cf[E.C_GAP_Z] = tables.gap_z
+    cf[E.C_HALF_LIFE_S] = cfg.fair_value.consensus_half_life_s
+    cf[E.C_NOISE_BPS] = cfg.fair_value.venue_noise_bps
+    cf[E.C_HEDGE_GAMMA] = cfg.risk.hedge_gamma
+    cf[E.C_HEDGE_HOLD_S] = cfg.risk.hedge_hold_s
+    cf[E.C_HEDGE_SLIP] = cfg.risk.hedge_slippage_ticks
+    cf[E.C_INITIAL_CASH] = bt.initial_cash
+    ci = np.array([tables.n_venues, len(tables.instrument_names), tables.token, tables.share, tables.hedge_venue],
+                  dtype=np.int64)
+    vid = cfg.venue_ids()
+    sc = [s for s in bt.scenarios if s.kind != "depeg"]  # a depeg rewrites prices as chunks are read
+    kinds = {"default": E.SC_DEFAULT, "halt": E.SC_HALT}
+    return E.Static(
+        cf=cf, ci=ci, venue_instrument=tables.venue_instrument, quotable=tables.quotable, tick=tables.tick,
+        lot=tables.lot, taker_fee=tables.taker_fee, haircut=tables.haircut, exposure_cap=tables.exposure_cap,
+        borrow_rate=tables.borrow_rate, hours_bounds=tables.hours_bounds, hours_open=tables.hours_open,
+        hours_len=tables.hours_len, sess_boundaries=tables.sess_boundaries, sess_states=tables.sess_states,
+        sess_cumvar=tables.sess_cumvar, sess_weights=tables.sess_weights, hedge_mask=tables.hedge_mask,
+        mult_times=tables.mult_times, mult_values=tables.mult_values,
+        sc_kind=np.array([kinds[s.kind] for s in sc], dtype=np.int64),
+        sc_venue=np.array([vid[s.venue] for s in sc], dtype=np.int64),
+        sc_start=np.array([to_ns(s.at) for s in sc], dtype=np.int64),
+        sc_end=np.array([to_ns(s.until) if s.until else np.iinfo(np.int64).max for s in sc], dtype=np.int64),
+        sc_recovery=np.array([s.recovery_rate for s in sc], dtype=np.float64),
+    )
+
+
+def new_state(cfg: StockbridgeConfig, tables: MarketTables, st: E.Static, start_ns: int, fill_capacity: int) -> E.State:
+    nv, ni = tables.n_venues, len(tables.instrument_names)
+    f = np.full(E.N_F, np.nan)
+    for k in (E.F_INV_PNL, E.F_BORROW, E.F_DEFAULT_LOSS, E.F_CARRIED):
+        f[k] = 0.0
+    iv = np.zeros(E.N_I, dtype=np.int64)
+    iv[E.I_MULT_IDX] = int(np.searchsorted(tables.mult_times, start_ns, side="right") - 1)
+    f[E.F_MULT] = tables.mult_values[iv[E.I_MULT_IDX]]
+    sample_ns = int(st.cf[E.C_SAMPLE_NS])
+    iv[E.I_NEXT_SAMPLE] = (start_ns // sample_ns) * sample_ns
+    iv[E.I_NEXT_TRACK] = (start_ns // NS) * NS
+    iv[E.I_NEXT_DECISION] = start_ns
+    iv[E.I_HEDGE_SLOT] = -1
+    cash = np.zeros(MAX_VENUES)
+    cash[:nv] = cfg.backtest.initial_cash
+    ctx = new_context()
+    fill_static_context(ctx, tables)
+    sigma0 = cfg.fair_value.prior_annual_vol / np.sqrt(_variance_seconds_per_year(tables.sess_weights))
+    zeros = lambda *shape: np.zeros(shape, dtype=np.float64)  # noqa: E731
+    return E.State(
+        f=f, iv=iv, pos=zeros(MAX_VENUES, ni), cash=cash, avg=zeros(MAX_VENUES, ni), realized=zeros(MAX_VENUES, ni),
+        fees=zeros(MAX_VENUES), kpos=zeros(MAX_VENUES, ni), kcash=cash.copy(), kavg=zeros(MAX_VENUES, ni),
+        krealized=zeros(MAX_VENUES, ni), kfees=zeros(MAX_VENUES),
+        fair_state=new_fair_state(),
+        vol_state=new_vol_state(cfg.fair_value.vol_half_life_var_s, cfg.fair_value.vol_min_interval_var_s, sigma0),
+        qslot=np.full((MAX_VENUES, 2, MAX_LEVELS), -1, dtype=np.int64),
+        qoid=np.full((MAX_VENUES, 2, MAX_LEVELS), -1, dtype=np.int64),
+        arb_live=np.zeros(MAX_VENUES, dtype=np.int64), last_update=np.zeros(MAX_VENUES, dtype=np.int64),
+        sc_done=np.zeros(st.sc_kind.shape[0], dtype=np.int64), fill_mark=zeros(fill_capacity, 2),
+        ts_buf=zeros(1, E.TS_FIXED_COLS + E.TS_VENUE_COLS * nv), track_buf=zeros(1, 3),
+        ctx=ctx, quotes=new_quotes(), takes=new_takes(),
+        rep_i=np.zeros(6, dtype=np.int64), rep_f=np.zeros(3, dtype=np.float64),
+    )
+
+
+def _apply_depegs(events: np.ndarray, cfg: StockbridgeConfig) -> None:
+    vid = cfg.venue_ids()
+    for s in cfg.backtest.scenarios:
+        if s.kind != "depeg":
+            continue
+        until = to_ns(s.until) if s.until else np.iinfo(np.int64).max
+        m = (events["venue"] == vid[s.venue]) & (events["local_ts"] >= to_ns(s.at)) & (events["local_ts"] < until)
+        events["price"][m] *= 1.0 + s.depeg_bps * 1e-4
+
+
+class Replay:
+    """One backtest run's mutable pieces and its collected output."""
+
+    def __init__(self, cfg: StockbridgeConfig, data_dir: Path, start_ns: int, end_ns: int, kernel, params: np.ndarray):
+        self.cfg = cfg
+        self.data_dir = data_dir
+        self.start_ns, self.end_ns = start_ns, end_ns
+        self.tables = build_tables(cfg, start_ns, end_ns)
+        self.static = build_static(cfg, self.tables, start_ns, end_ns)
+        self.sim = sim_from_config(cfg, fill_capacity=1 << 16, queue_capacity=1 << 14, order_capacity=4096)
+        self.state = new_state(cfg, self.tables, self.static, start_ns, self.sim.fills.shape[0])
+        self.kernel, self.params = kernel, params
+        self.fills: list[np.ndarray] = []
+        self.marks: list[np.ndarray] = []
+        self.series: list[np.ndarray] = []
+        self.track: list[np.ndarray] = []
+
+    def _flush_fills(self) -> None:
+        s = self.state
+        n = int(self.sim.fill_n[0])
+        if n:
+            self.marks.append(s.fill_mark[:n].copy())
+            self.fills.append(flush_fills(self.sim))
+        s.iv[E.I_FILLS_SEEN] = 0
+
+    def _flush_series(self) -> None:
+        s = self.state
+        for buf, idx, out in ((s.ts_buf, E.I_TS_N, self.series), (s.track_buf, E.I_TRACK_N, self.track)):
+            n = int(s.iv[idx])
+            if n:
+                out.append(buf[:n].copy())
+            s.iv[idx] = 0
+
+    def _size_series(self, last_ts: int) -> None:
+        """Make the sample buffers big enough for every row up to ``last_ts``."""
+        s = self.state
+        need_ts = int(max(0, last_ts - s.iv[E.I_NEXT_SAMPLE]) // int(self.static.cf[E.C_SAMPLE_NS])) + 2
+        need_tr = int(max(0, last_ts - s.iv[E.I_NEXT_TRACK]) // NS) + 2
+        ts_buf = s.ts_buf if s.ts_buf.shape[0] >= need_ts else np.zeros((need_ts, s.ts_buf.shape[1]))
+        track_buf = s.track_buf if s.track_buf.shape[0] >= need_tr else np.zeros((need_tr, 3))
+        self.state = s._replace(ts_buf=ts_buf, track_buf=track_buf)
+
+    def feed(self, events: np.ndarray) -> None:
+        _apply_depegs(events, self.cfg)
+        self._size_series(int(events["local_ts"][-1]))
+        i = 0
+        while True:
+            run = E.compiled_run_chunk(events, self.sim, self.static, self.state, self.params)
+            i, status = run(events, i, self.sim, self.static, self.state, self.params, self.kernel)
+            if status == E.DONE:
+                break
+            self._handle(status)
+        self._flush_fills()
+        self._flush_series()
+
+    def _handle(self, status: int) -> None:
+        if status == E.FILLS_FULL:
+            self._flush_fills()
+        elif status == E.QUEUE_FULL_:
+            self.sim = grow_queues(self.sim, 2 * self.sim.pq_i.shape[1])
+        elif status == E.SERIES_FULL:
+            self._flush_series()
+        elif status == E.NO_ORDER_SLOT:
+            raise RuntimeError(f"more than {self.sim.orders.shape[0]} live orders: raise the engine's order capacity")
+        else:
+            raise RuntimeError(f"unexpected engine status {status}")
+
+    def finish(self) -> None:
+        while (status := E.finish(self.sim, self.static, self.state)) != E.DONE:
+            self._handle(status)
+        self._flush_fills()
+        self._flush_series()
+
+    # -- output frames --
+    def fills_frame(self) -> pl.DataFrame:
+        fills = np.concatenate(self.fills) if self.fills else np.zeros(0, dtype=FILL_DTYPE)
+        marks = np.concatenate(self.marks) if self.marks else np.zeros((0, 2))
+        venues = np.array(self.tables.venue_names, dtype=object)
+        insts = np.array(self.tables.instrument_names, dtype=object)
+        return pl.DataFrame({
+            "ts": fills["ts_venue"], "local_ts": fills["ts_local"],
+            "venue": pl.Series(venues[fills["venue"].astype(np.int64)], dtype=pl.String),
+            "instrument": pl.Series(insts[fills["instrument"].astype(np.int64)], dtype=pl.String),
+            "side": fills["side"].astype(np.int8), "price": fills["price"], "qty": fills["qty"], "fee": fills["fee"],
+            "liquidity": pl.Series(np.where(fills["maker"] == 1, "maker", "taker"), dtype=pl.String),
+            "order_id": fills["order_id"],
+            "tag": pl.Series(np.array(TAG_NAMES, dtype=object)[fills["tag"].astype(np.int64)], dtype=pl.String),
+            "fair": marks[:, 0], "multiplier": marks[:, 1],
+        })
+
+    def timeseries_frame(self) -> pl.DataFrame:
+        rows = np.concatenate(self.series) if self.series else np.zeros((0, self.state.ts_buf.shape[1]))
+        cols = {"ts": rows[:, 0].astype(np.int64), "session": rows[:, 1].astype(np.int8)}
+        for k, name in enumerate(("fair", "fair_share", "equity_raw", "equity_haircut", "net_delta", "pnl_inventory_cum"), 2):
+            cols[name] = rows[:, k]
+        for v, venue in enumerate(self.tables.venue_names):
+            base = E.TS_FIXED_COLS + v * E.TS_VENUE_COLS
+            for k, name in enumerate(("pos", "cash", "exposure", "cap", "bid", "ask", "mkt_bid", "mkt_ask")):
+                cols[f"{name}_{venue}"] = rows[:, base + k]
+        return pl.DataFrame(cols)
+
+    def track_frame(self) -> pl.DataFrame:
+        rows = np.concatenate(self.track) if self.track else np.zeros((0, 3))
+        return pl.DataFrame({"ts": rows[:, 0].astype(np.int64), "fair": rows[:, 1], "fair_share": rows[:, 2]})
+
+    def final_books(self) -> dict[str, dict[str, Any]]:
+        """Per venue: final cash and positions by instrument (the engine's true books)."""
+        s = self.state
+        out = {}
+        for v, venue in enumerate(self.tables.venue_names):
+            positions = {name: float(s.pos[v, i]) for i, name in enumerate(self.tables.instrument_names) if s.pos[v, i] != 0.0}
+            out[venue] = {"cash": float(s.cash[v]), "positions": positions}
+        return out
+
+    def totals(self, wall: float, config_path: str) -> dict[str, Any]:
+        s, st = self.state, self.static
+        raw, cut = E.equity(st, s, False)
+        return {
+            "events": int(s.iv[E.I_EVENTS]),
+            "decisions": int(s.iv[E.I_DECISIONS]),
+            "simulated_seconds": (int(s.iv[E.I_LAST_TS]) - int(s.iv[E.I_FIRST_TS])) / NS,
+            "wall_seconds": wall,
+            "equity_initial_raw": float(self.cfg.backtest.initial_cash * self.tables.n_venues),
+            "equity_final_raw": float(raw),
+            "equity_final_after_haircut": float(cut),
+            "pnl_inventory": float(s.f[E.F_INV_PNL]),
+            "borrow_cost": float(s.f[E.F_BORROW]),
+            "default_loss": float(s.f[E.F_DEFAULT_LOSS]),
+            "venues": list(self.tables.venue_names),
+            "seed": self.cfg.backtest.seed,
+            "config": config_path,
+            "book_levels_dropped": int(self.sim.dropped.sum()),
+        }
+
+    def final_marks(self) -> dict[str, float]:
+        s = self.state
+        names = self.tables.instrument_names
+        return {names[self.tables.token]: float(s.f[E.F_TOKEN_MARK]), names[self.tables.share]: float(s.f[E.F_SHARE_MARK])}
+
+
+def run_backtest(
+    cfg: StockbridgeConfig,
+    config_path: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path | None,
+    *,
+    kernel,
+    params: np.ndarray,
+    progress: Progress | None = None,
+    chunk_size: int = 1_000_000,
+    crosscheck: bool = True,
+) -> tuple[dict[str, Any], Replay]:
+    """Replay the store at ``data_dir``; write outputs to ``out_dir`` (if given); return (summary, replay)."""
+    from backtest.metrics import summarize
+
+    data_dir = Path(data_dir)
+    venue_ids, inst_ids = cfg.venue_ids(), cfg.instrument_ids()
+    lo, hi, _ = data_extent(data_dir, venue_ids)
+    start = to_ns(cfg.backtest.start) if cfg.backtest.start else lo
+    end = to_ns(cfg.backtest.end) if cfg.backtest.end else hi + 1
+    replay = Replay(cfg, data_dir, start, end, kernel, params)
+    t0 = time.perf_counter()
+    done = 0
+    for chunk in read_merged(data_dir, venue_ids, inst_ids, start, end, chunk_size=chunk_size):
+        replay.feed(chunk)
+        done += len(chunk)
+        if progress:
+            progress(done, int(chunk["local_ts"][-1]))
+    replay.finish()
+    wall = time.perf_counter() - t0
+    fills, series, track = replay.fills_frame(), replay.timeseries_frame(), replay.track_frame()
+    summary = summarize(fills, series, track, replay.totals(wall, str(config_path)))
+    summary["strategy"] = cfg.strategy.name if cfg.strategy else None
+    summary["book_levels_dropped"] = int(replay.sim.dropped.sum())
+    if crosscheck:
+        from backtest.bt_bridge import crosscheck_with_backtrader
+
+        initial = {v: cfg.backtest.initial_cash for v in replay.tables.venue_names}
+        summary["backtrader_check"] = crosscheck_with_backtrader(
+            fills, initial, replay.final_marks(), reported=replay.final_books())
+    if out_dir is not None:
+        write_outputs(Path(out_dir), summary, fills, series, track, Path(config_path).name)
+    return summary, replay
+
+
+def write_outputs(out: Path, summary: dict, fills: pl.DataFrame, series: pl.DataFrame, track: pl.DataFrame, name: str) -> None:
+    from backtest.report import write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    fills.write_parquet(out / "fills.parquet")
+    series.write_parquet(out / "timeseries.parquet")
+    track.write_parquet(out / "fair_track.parquet")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n")
+    write_report(out / "report.html", summary, fills, series, track, name)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
