@@ -193,12 +193,14 @@ def test_fixed_spread_prices_by_hand():
 def test_fixed_spread_through_the_core_rounds_and_floors_by_hand():
     ctx = example_context(net_delta=20.05)
     quotes, _, _ = final(FIXED, ctx, half_spread_bps=10.0, skew_bps_per_token=0.5, size=2.0, levels=2, level_spacing_bps=5.0)
-    # bids 210.10395 / 209.9986875 round down to the tick; ask 0 at fair is lifted to the core's floor
-    # fair + spread_z * fair_std = 210.525 + 0.0260086 then rounded up; ask 1 = 210.6302625 rounds up.
+    # The core's floor is spread_z * fair_std = 0.0260086 around the ladder's own center, the level-0
+    # mid 210.525 * (1 - 10e-4) = 210.314475: bid <= 210.288466, ask >= 210.340484. Both raw level-0
+    # prices (210.10395, 210.525) are already outside it, so only the grid acts: bids round down,
+    # asks up (ask 1 = 210.6302625).
     assert quotes[0, BID, :2, 0] == pytest.approx([210.10, 209.99], abs=1e-9)
-    assert quotes[0, ASK, :2, 0] == pytest.approx([210.56, 210.64], abs=1e-9)
+    assert quotes[0, ASK, :2, 0] == pytest.approx([210.53, 210.64], abs=1e-9)
     assert quotes[2, BID, :2, 0] == pytest.approx([210.103, 209.998], abs=1e-9)  # DEX tick 0.001
-    assert quotes[2, ASK, :2, 0] == pytest.approx([210.552, 210.631], abs=1e-9)
+    assert quotes[2, ASK, :2, 0] == pytest.approx([210.525, 210.631], abs=1e-9)
 
 
 def test_fixed_spread_skips_venues_not_quotable():
