@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from backtest import engine as E
-from backtest.matching import FILL_DTYPE
+from backtest.matching import FILL_DTYPE, VENUE_DEFAULTED
 from backtest.orders import TAG_NAMES
 from backtest.simvenue import flush_fills, grow_queues, sim_from_config
 from data.reader import read_merged
@@ -249,12 +249,17 @@ class Replay:
         return pl.DataFrame({"ts": rows[:, 0].astype(np.int64), "fair": rows[:, 1], "fair_share": rows[:, 2]})
 
     def final_books(self) -> dict[str, dict[str, Any]]:
-        """Per venue: final cash and positions by instrument (the engine's true books)."""
+        """Per venue: final cash and positions by instrument from the engine's true books, as a fill log
+        alone would leave them: borrow charges (not fills) are added back; a defaulted venue, whose
+        balance became a recovery claim, is left out."""
         s = self.state
         out = {}
         for v, venue in enumerate(self.tables.venue_names):
+            if self.sim.status[v] == VENUE_DEFAULTED:
+                continue
             positions = {name: float(s.pos[v, i]) for i, name in enumerate(self.tables.instrument_names) if s.pos[v, i] != 0.0}
-            out[venue] = {"cash": float(s.cash[v]), "positions": positions}
+            cash = float(s.cash[v]) + (float(s.f[E.F_BORROW]) if v == self.tables.hedge_venue else 0.0)
+            out[venue] = {"cash": cash, "positions": positions}
         return out
 
     def totals(self, wall: float, config_path: str) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class MarketTables:
     hedge_target: float
     offhours_size_factor: float
     gap_z: float
+    min_spread_z: float
     calendar: SessionCalendar
 
 
@@ -119,7 +120,8 @@ def build_tables(cfg: StockbridgeConfig, start_ns: int, end_ns: int) -> MarketTa
         sess_boundaries=cal.boundaries, sess_states=cal.states, sess_cumvar=cal.cumvar, sess_weights=cal.weights,
         hedge_mask=state_mask(hedge_sessions), mult_times=mult_times, mult_values=mult_values,
         max_net_delta=cfg.risk.max_net_delta, hedge_band=cfg.risk.hedge_band, hedge_target=cfg.risk.hedge_target,
-        offhours_size_factor=cfg.risk.offhours_size_factor, gap_z=cfg.sessions.gap_z, calendar=cal, **t,
+        offhours_size_factor=cfg.risk.offhours_size_factor, gap_z=cfg.sessions.gap_z,
+        min_spread_z=cfg.risk.min_spread_z, calendar=cal, **t,
     )
 
 
@@ -129,6 +131,7 @@ def fill_static_context(ctx: np.ndarray, tables: MarketTables) -> None:
     c["n_venues"] = tables.n_venues
     c["hedge_venue"] = tables.hedge_venue
     c["max_net_delta"] = tables.max_net_delta
+    c["spread_z"] = tables.min_spread_z
     for field in ("quotable", "tick", "lot", "min_notional", "maker_fee", "taker_fee", "gas", "haircut",
                   "exposure_cap", "max_position"):
         c[field][:] = getattr(tables, field)

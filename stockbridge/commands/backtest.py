@@ -1,0 +1,168 @@
+"""`stockbridge backtest CONFIG`: replay tick data through a strategy and report the result.
+
+Everything is checked before the replay starts (config, strategy params, the data store), so a bad
+input stops the run with one line and no output. With no ``--data`` the config's synthetic market
+is generated first into ``OUT/data`` (the README's demo).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stockbridge.config import load_config
+from stockbridge.errors import DataError
+
+
+def backtest(
+    config: Path = typer.Argument(..., help="TOML config (instruments, venues, strategy, backtest)"),
+    data: Path = typer.Option(None, "--data", help="Parquet event store; default: synthesize the config's market into OUT/data"),
+    out: Path = typer.Option(Path("backtest-out"), "--out", help="directory for fills, time series, summary and report"),
+    seed: int = typer.Option(None, "--seed", help="seed for latency draws and probabilistic fills (default: backtest.seed)"),
+    engine: str = typer.Option("tick", "--engine", help="'tick' (L2 replay) or 'backtrader' (OHLCV bars from the store's bars table)"),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="check the whole store before replaying"),
+    crosscheck: bool = typer.Option(True, "--crosscheck/--no-crosscheck", help="re-do the accounting in backtrader and compare"),
+    chunk_size: int = typer.Option(1_000_000, "--chunk-size", min=1, help="events per replay chunk (bounds memory)"),
+) -> None:
+    """Backtest CONFIG's strategy on tick data; writes fills.parquet, timeseries.parquet, summary.json, report.html."""
+    from strategies import registry
+
+    cfg = load_config(config)
+    if seed is not None:
+        cfg = cfg.model_copy(update={"backtest": cfg.backtest.model_copy(update={"seed": seed})})
+    spec, params = registry.from_config(cfg, config)
+    if engine not in ("tick", "backtrader"):
+        raise typer.BadParameter(f"expected 'tick' or 'backtrader', got {engine!r}", param_hint="--engine")
+    console = Console(width=max(Console().width, 120))
+    data_dir = data if data is not None else out / "data"
+    if data is None:
+        _synthesize_if_empty(cfg, data_dir, console)
+    if engine == "backtrader":
+        _run_bars(cfg, config, data_dir, out, spec, params, console)
+        return
+    from backtest.runner import data_extent, run_backtest
+    from data.validate import validate_store
+
+    if validate:
+        with console.status("validating the data store"):
+            validate_store(data_dir, cfg.venue_ids(), cfg.instrument_ids())
+    lo, hi, rows = data_extent(data_dir, cfg.venue_ids())
+    with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+                  TextColumn("{task.fields[sim]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("replay", total=rows, sim="", rate="")
+
+        def progress(done: int, ts: int) -> None:
+            elapsed = bar.tasks[task].elapsed or 1e-9
+            when = datetime.fromtimestamp(ts / 1e9, timezone.utc).strftime("%a %Y-%m-%d %H:%M UTC")
+            bar.update(task, completed=done, sim=when, rate=f"{done / elapsed:,.0f} ev/s")
+
+        summary, _ = run_backtest(cfg, str(config), data_dir, out, kernel=spec.kernel, params=params.to_array(),
+                                  progress=progress, chunk_size=chunk_size, crosscheck=crosscheck)
+    print_summary(summary, console)
+    console.print(f"outputs in {out}/: fills.parquet timeseries.parquet fair_track.parquet summary.json report.html")
+
+
+def _synthesize_if_empty(cfg, data_dir: Path, console: Console) -> None:
+    from data.store import list_partitions
+    from data.synth import synthesize
+
+    if list_partitions(data_dir):
+        console.print(f"using the synthetic market already in {data_dir}")
+        return
+    with console.status(f"synthesizing {cfg.synth.days} days of the config's market into {data_dir}"):
+        s = synthesize(cfg, data_dir)
+    console.print(f"synthesized {s['total']:,} events into {data_dir}")
+
+
+def _run_bars(cfg, config: Path, data_dir: Path, out: Path, spec, params, console: Console) -> None:
+    from backtest.bt_bridge import run_backtrader_bars
+    from data.store import list_bars, read_bars
+
+    token = cfg.quoted_token()
+    venues = [v for v, i in list_bars(data_dir) if i == token and v in cfg.venues]
+    if not venues:
+        raise DataError(str(data_dir), None, None, f"no OHLCV bars for {token} (convert them with `stockbridge data convert ccxt-ohlcv`)")
+    venue = venues[0]
+    result = run_backtrader_bars(
+        read_bars(data_dir, venue, token), spec.kernel, params.to_array(), cfg.venues[venue], cfg.risk,
+        venue_name=venue, instrument=token, initial_cash=cfg.backtest.initial_cash, sessions=cfg.sessions,
+        spread_z=cfg.risk.min_spread_z, source=str(data_dir / "bars"),
+    )
+    fills = result.pop("fills")
+    out.mkdir(parents=True, exist_ok=True)
+    fills.write_parquet(out / "fills.parquet")
+    (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"backtrader bar engine on {venue} ({len(fills)} fills)", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in result.items():
+        if isinstance(v, (int, float)):
+            table.add_row(k, f"{v:,.4f}" if isinstance(v, float) else f"{v:,}")
+    console.print(table)
+    console.print("[bold]limitations of the bar engine:[/bold]")
+    for line in result["limitations"]:
+        console.print(f"  - {line}")
+
+
+VENUE_COLUMNS = ("fills", "volume", "fees", "spread_capture", "markout_1s", "markout_60s", "position_final",
+                 "exposure_max", "exposure_cap", "quote_uptime", "quoted_spread_bps_median", "market_spread_bps_median")
+
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}"
+
+
+def print_summary(s: dict, console: Console) -> None:
+    """The figures a trader looks at first: PnL and where it came from, risk, fills, venues, sessions."""
+    pnl = Table(title="PnL (quote ccy)", title_justify="left")
+    pnl.add_column("component")
+    pnl.add_column("value", justify="right")
+    for key in ("pnl_spread_capture", "pnl_arb", "pnl_hedge", "pnl_inventory", "fees_paid", "borrow_cost",
+                "default_loss", "pnl_residual", "pnl_total", "haircut_charge", "equity_final_raw",
+                "equity_final_after_haircut", "max_drawdown", "sharpe"):
+        sign = "-" if key in ("fees_paid", "borrow_cost", "default_loss") else ""
+        pnl.add_row(f"{sign}{key}", _fmt(s.get(key)))
+    run = Table(title="run", title_justify="left")
+    run.add_column("figure")
+    run.add_column("value", justify="right")
+    for key in ("events", "simulated_seconds", "wall_seconds", "events_per_second", "fills", "fills_maker",
+                "fills_taker", "fills_hedge", "markout_1s", "markout_10s", "markout_60s"):
+        run.add_row(key, _fmt(s.get(key), 4 if key.startswith("markout") else 1))
+    check = s.get("backtrader_check")
+    if check is not None:
+        run.add_row("backtrader cross-check", "agrees" if check.get("agrees") else "DISAGREES")
+    console.print(pnl, run)
+    venues = Table(title="by venue", title_justify="left")
+    by_venue = s.get("by_venue", {})
+    first = next(iter(by_venue.values()), {})
+    cols = [k for k in VENUE_COLUMNS if k in first]
+    venues.add_column("venue")
+    for c in cols:
+        venues.add_column(c, justify="right")
+    for name, block in by_venue.items():
+        venues.add_row(name, *(_fmt(block.get(c)) for c in cols))
+    console.print(venues)
+    sessions = Table(title="by session of the underlying", title_justify="left")
+    by_session = s.get("by_session", {})
+    cols = [k for k, v in next(iter(by_session.values()), {}).items() if isinstance(v, (int, float)) or v is None]
+    sessions.add_column("session")
+    for c in cols:
+        sessions.add_column(c, justify="right")
+    for name, block in by_session.items():
+        sessions.add_row(name, *(_fmt(block.get(c)) for c in cols))
+    console.print(sessions)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backtest")(backtest)
