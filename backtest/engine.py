@@ -70,12 +70,12 @@ NO_ORDER_SLOT = 4   # more live orders than the order array holds: a configurati
 
 # scalar slots of the float state ``f``
 F_FAIR, F_FAIR_STD, F_SHARE_MARK, F_TOKEN_MARK, F_INV_PNL, F_BORROW, F_DEFAULT_LOSS, F_CARRIED = range(8)
-F_SIGMA_SHARE, F_MULT = 8, 9
-N_F = 10
+F_SIGMA_SHARE, F_MULT, F_VAR_AT_PRINT = 8, 9, 10
+N_F = 11
 # scalar slots of the int state ``iv``
 I_EVENTS, I_MULT_IDX, I_NEXT_DECISION, I_NEXT_SAMPLE, I_NEXT_TRACK, I_TS_N, I_TRACK_N, I_FILLS_SEEN = range(8)
-I_LAST_GROUP_TS, I_HEDGE_SLOT, I_HEDGE_OID, I_FIRST_TS, I_LAST_TS, I_DECISIONS = 8, 9, 10, 11, 12, 13
-N_I = 14
+I_LAST_ACCRUAL, I_HEDGE_SLOT, I_HEDGE_OID, I_FIRST_TS, I_LAST_TS, I_DECISIONS, I_SEG = 8, 9, 10, 11, 12, 13, 14
+N_I = 15
 # config scalars ``cf``
 C_DECISION_NS, C_REQUOTE_TICKS, C_REQUOTE_FRAC, C_SAMPLE_NS, C_TRACK_NS, C_HEDGE_BAND, C_HEDGE_TARGET = range(7)
 C_OFFHOURS, C_GAP_Z, C_HALF_LIFE_S, C_NOISE_BPS, C_HEDGE_GAMMA, C_HEDGE_HOLD_S, C_HEDGE_SLIP, C_INITIAL_CASH = range(7, 15)
@@ -168,8 +168,9 @@ def net_delta_of(st, s, known):
 
 
 @njit(cache=True)
-def book_fills(sim, st, s):
+def book_fills(sim, st, s, now):
     """Book the sim's new fill rows into the true accounts at venue time; remember the mark of each."""
+    mark_to_fair(sim, st, s, now)
     n = sim.fill_n[0]
     for k in range(s.iv[I_FILLS_SEEN], n):
         fl = sim.fills[k]
@@ -206,6 +207,54 @@ def remark(st, s, token_mark, share_mark):
 @njit(cache=True, inline="always")
 def underlying_prints(state):
     return state == PRE or state == REGULAR or state == AFTER
+
+
+@njit(cache=True, inline="always")
+def segment(st, s, now):
+    """Index of the session segment holding ``now``, from a cache that moves only at boundaries."""
+    k = s.iv[I_SEG]
+    if now < st.sess_boundaries[k] or (k + 1 < st.sess_boundaries.shape[0] and now >= st.sess_boundaries[k + 1]):
+        k = sc.segment_index(st.sess_boundaries, now)
+        s.iv[I_SEG] = k
+    return k
+
+
+@njit(cache=True, inline="always")
+def variance_in(st, k, now):
+    """Variance clock at ``now`` inside segment k (session_clock.variance_at without the search)."""
+    return st.sess_cumvar[k] + st.sess_weights[st.sess_states[k]] * (now - st.sess_boundaries[k]) * 1e-9
+
+
+@njit(cache=True)
+def mark_to_fair(sim, st, s, now):
+    """Fair value at ``now``; marks move to it (inventory PnL) and borrow on short shares accrues to now.
+
+    Positions only change at fills, which call this first, so marking at fills, samples and decisions
+    collects exactly sum(position x mark change)."""
+    k = segment(st, s, now)
+    session = st.sess_states[k]
+    hv = st.ci[K_HEDGE_VENUE]
+    share = st.ci[K_SHARE]
+    var_since = 0.0
+    if math.isfinite(s.f[F_VAR_AT_PRINT]):
+        var_since = variance_in(st, k, now) - s.f[F_VAR_AT_PRINT]
+    two_sided = False
+    if hv >= 0:
+        hb = hv * st.ci[K_NI] + share
+        two_sided = math.isfinite(best_price(sim.px, sim.nlev, hb, 0)) and math.isfinite(best_price(sim.px, sim.nlev, hb, 1))
+    fair, fair_std = fair_value(s.fair_state, now, s.f[F_MULT], underlying_prints(session) and two_sided,
+                                var_since, vol_sigma(s.vol_state), st.cf[C_HALF_LIFE_S], st.cf[C_NOISE_BPS])
+    s.f[F_FAIR] = fair
+    s.f[F_FAIR_STD] = fair_std
+    remark(st, s, fair, s.fair_state[0])
+    if hv >= 0 and now > s.iv[I_LAST_ACCRUAL]:
+        short = -s.pos[hv, share]
+        if short > 0.0 and math.isfinite(s.f[F_SHARE_MARK]):
+            cost = short * s.f[F_SHARE_MARK] * st.borrow_rate[hv] * (now - s.iv[I_LAST_ACCRUAL]) * 1e-9
+            s.cash[hv] -= cost
+            s.kcash[hv] -= cost
+            s.f[F_BORROW] += cost
+        s.iv[I_LAST_ACCRUAL] = now
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,7 +513,7 @@ def run_chunk(events, start, sim, st, s, params, kernel):
         now = ev.local_ts
         if s.iv[I_FIRST_TS] == 0:
             s.iv[I_FIRST_TS] = now
-            s.iv[I_LAST_GROUP_TS] = now
+            s.iv[I_LAST_ACCRUAL] = now
         # 1. what is due by now
         if st.sc_kind.shape[0] > 0 and apply_scenarios(sim, st, s, now) != DONE:
             return i, QUEUE_FULL_
@@ -480,7 +529,7 @@ def run_chunk(events, start, sim, st, s, params, kernel):
                 continue
             rc = venue_process_actions(sim, u, ev.exch_ts)
             if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
-                book_fills(sim, st, s)
+                book_fills(sim, st, s, now)
             if rc == NEED_FILL_ROOM:
                 return i, FILLS_FULL
             if rc == NEED_REPORT_ROOM:
@@ -493,7 +542,7 @@ def run_chunk(events, start, sim, st, s, params, kernel):
             if rc == NEED_REPORT_ROOM:
                 return i, QUEUE_FULL_
             if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
-                book_fills(sim, st, s)
+                book_fills(sim, st, s, now)
         v = np.int64(ev.venue)
         if v < MAX_VENUES:
             s.last_update[v] = now
@@ -502,43 +551,28 @@ def run_chunk(events, start, sim, st, s, params, kernel):
         # 3. act once per same-time group of events (a snapshot is one group)
         if i + 1 < n and events[i + 1].local_ts == now and events[i + 1].venue == ev.venue:
             continue
-        session = sc.state_at(st.sess_boundaries, st.sess_states, now)
-        var_now = sc.variance_at(st.sess_boundaries, st.sess_states, st.sess_cumvar, st.sess_weights, now)
+        k = segment(st, s, now)
+        session = st.sess_states[k]
         ins = np.int64(ev.instrument)
         b = v * ni + ins
         if v < nv and ins < ni:
             mid = 0.5 * (best_price(sim.px, sim.nlev, b, 0) + best_price(sim.px, sim.nlev, b, 1))
             if v == hv and ins == share:
-                if underlying_prints(session):
+                if underlying_prints(session) and math.isfinite(mid) and mid > 0.0:
+                    var_now = variance_in(st, k, now)
                     fair_value_update_underlying(s.fair_state, now, mid)
+                    s.f[F_VAR_AT_PRINT] = var_now
                     s.f[F_SIGMA_SHARE] = vol_update(s.vol_state, var_now, mid) * mid
             elif st.venue_instrument[v] == ins:
                 fair_value_update_venue(s.fair_state, v, now, mid)
+        due = st.cf[C_DECISION_NS] <= 0.0 or now >= s.iv[I_NEXT_DECISION]
+        if not due and now < s.iv[I_NEXT_SAMPLE] and now < s.iv[I_NEXT_TRACK]:
+            continue
+        mark_to_fair(sim, st, s, now)
+        fair = s.f[F_FAIR]
         hedge_open = False
         if hv >= 0:
             hedge_open = st.hedge_mask[session] == 1 and sim.status[hv] == VENUE_OK
-        last_print = last_print_ts(s.fair_state)
-        var_since = 0.0
-        if last_print >= 0:
-            var_since = var_now - sc.variance_at(st.sess_boundaries, st.sess_states, st.sess_cumvar,
-                                                 st.sess_weights, np.int64(last_print))
-        hb = hv * ni + share if hv >= 0 else 0
-        book_two_sided = hv >= 0 and math.isfinite(best_price(sim.px, sim.nlev, hb, 0)) and math.isfinite(
-            best_price(sim.px, sim.nlev, hb, 1))
-        fair, fair_std = fair_value(s.fair_state, now, s.f[F_MULT], underlying_prints(session) and book_two_sided,
-                                    var_since, vol_sigma(s.vol_state), st.cf[C_HALF_LIFE_S], st.cf[C_NOISE_BPS])
-        s.f[F_FAIR] = fair
-        s.f[F_FAIR_STD] = fair_std
-        remark(st, s, fair, s.fair_state[0])
-        # borrow on short shares, charged as time passes
-        if hv >= 0:
-            short = -s.pos[hv, share]
-            if short > 0.0 and math.isfinite(s.f[F_SHARE_MARK]):
-                cost = short * s.f[F_SHARE_MARK] * st.borrow_rate[hv] * (now - s.iv[I_LAST_GROUP_TS]) * 1e-9
-                s.cash[hv] -= cost
-                s.kcash[hv] -= cost
-                s.f[F_BORROW] += cost
-        s.iv[I_LAST_GROUP_TS] = now
         # 4. samples (as of now) for every interval boundary passed
         while s.iv[I_NEXT_SAMPLE] <= now:
             if s.iv[I_TS_N] >= s.ts_buf.shape[0]:
@@ -555,9 +589,9 @@ def run_chunk(events, start, sim, st, s, params, kernel):
             s.iv[I_TRACK_N] = k + 1
             s.iv[I_NEXT_TRACK] += np.int64(st.cf[C_TRACK_NS])
         # 5. decide
+        if not due:
+            continue
         if st.cf[C_DECISION_NS] > 0.0:
-            if now < s.iv[I_NEXT_DECISION]:
-                continue
             step = np.int64(st.cf[C_DECISION_NS])
             s.iv[I_NEXT_DECISION] = (now // step + 1) * step
         if not (math.isfinite(fair) and fair > 0.0 and math.isfinite(vol_sigma(s.vol_state))):
@@ -594,9 +628,10 @@ def compiled_run_chunk(events, sim, st, s, params):
 @njit(cache=True)
 def finish(sim, st, s):
     """End of data: let the fills of messages already at the venues happen, book them."""
+    now = s.iv[I_LAST_TS]
     for u in range(st.ci[K_NV]):
-        rc = venue_process_actions(sim, u, s.iv[I_LAST_TS] + 1)
-        book_fills(sim, st, s)
+        rc = venue_process_actions(sim, u, now + 1)
+        book_fills(sim, st, s, now)
         if rc == NEED_FILL_ROOM:
             return FILLS_FULL
         if rc == NEED_REPORT_ROOM:
