@@ -177,6 +177,8 @@ def _our_books(vlog: pl.DataFrame, cash0: float, marks: Mapping[str, float]) -> 
 
 def _backtrader_books(vlog: pl.DataFrame, cash0: float, marks: Mapping[str, float], instruments: list[str]) -> dict[str, Any]:
     n = vlog.height
+    if n == 0:  # a venue we never traded at: nothing for backtrader to replay, its books are the opening cash
+        return {"cash": cash0, "value": cash0, "positions": {}, "executed": 0}
     outflows = (vlog["side"].cast(pl.Float64) * vlog["qty"] * vlog["price"] + vlog["fee"]).cum_sum()
     deficit = float(outflows.max()) - cash0  # deepest the running cash goes below zero
     credit = deficit * (1.0 + 1e-9) + 1.0 if deficit > 0 else 0.0

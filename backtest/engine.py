@@ -262,15 +262,39 @@ def mark_to_fair(sim, st, s, now):
 
 
 @njit(cache=True)
+def catch_up(sim, st, s, v, until, now):
+    """Carry out our messages that reached venue v before venue time ``until`` and book their fills.
+
+    A venue acts on our messages lazily, when the next market event comes; a halt or default that
+    starts (or a halt that ends) at ``until`` must find the venue as those messages left it.
+    Returns DONE, FILLS_FULL or QUEUE_FULL_."""
+    if sim.pq_n[v] == 0 or sim.pq_i[v, 0, PQ_T] >= until:
+        return DONE
+    rc = venue_process_actions(sim, v, until)
+    if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
+        book_fills(sim, st, s, now)
+    if rc == NEED_FILL_ROOM:
+        return FILLS_FULL
+    if rc == NEED_REPORT_ROOM:
+        return QUEUE_FULL_
+    return DONE
+
+
+@njit(cache=True)
 def apply_scenarios(sim, st, s, now):
-    """Start/stop halts and defaults due by ``now``. Returns a status code (DONE or QUEUE_FULL_)."""
+    """Start/stop halts and defaults due by ``now``. Returns a status code (DONE, FILLS_FULL or QUEUE_FULL_)."""
     for k in range(st.sc_kind.shape[0]):
         kind = st.sc_kind[k]
         v = st.sc_venue[k]
         if kind == SC_DEFAULT and s.sc_done[k] == 0 and st.sc_start[k] <= now:
+            rc = catch_up(sim, st, s, v, st.sc_start[k], now)
+            if rc != DONE:
+                return rc
             if venue_set_status(sim, v, VENUE_DEFAULTED, st.sc_start[k]) == NEED_REPORT_ROOM:
                 return QUEUE_FULL_
-            # the balance becomes a claim on the estate worth recovery x its value
+            # the balance becomes a claim on the estate worth recovery x its value at fair now (marks
+            # otherwise move only at fills, samples and decisions, and this changes a position too)
+            mark_to_fair(sim, st, s, now)
             ins = st.venue_instrument[v]
             value = venue_value(st, s, v, False)
             loss = value * (1.0 - st.sc_recovery[k]) if value > 0.0 else 0.0
@@ -285,9 +309,15 @@ def apply_scenarios(sim, st, s, now):
             s.sc_done[k] = 2
         elif kind == SC_HALT:
             if s.sc_done[k] == 0 and st.sc_start[k] <= now:
+                rc = catch_up(sim, st, s, v, st.sc_start[k], now)
+                if rc != DONE:
+                    return rc
                 venue_set_status(sim, v, VENUE_HALTED, st.sc_start[k])
                 s.sc_done[k] = 1
             if s.sc_done[k] == 1 and st.sc_end[k] <= now:
+                rc = catch_up(sim, st, s, v, st.sc_end[k], now)
+                if rc != DONE:
+                    return rc
                 venue_set_status(sim, v, VENUE_OK, st.sc_end[k])
                 s.sc_done[k] = 2
     return DONE
@@ -302,7 +332,8 @@ def take_reports(sim, st, s, now):
             continue
         slot = s.rep_i[SLOT]
         o = sim.orders[slot]
-        if kind == REP_FILL:
+        # a default set the known books to the claim, which already counts every fill made there
+        if kind == REP_FILL and sim.status[np.int64(o.venue)] != VENUE_DEFAULTED:
             apply_fill(s.kpos, s.kcash, s.kavg, s.krealized, s.kfees, np.int64(o.venue), np.int64(o.instrument),
                        np.int64(o.side), s.rep_f[PRICE], s.rep_f[QTY], 0.0, s.rep_f[FEE])
         elif kind == REP_DONE:
@@ -515,8 +546,10 @@ def run_chunk(events, start, sim, st, s, params, kernel):
             s.iv[I_FIRST_TS] = now
             s.iv[I_LAST_ACCRUAL] = now
         # 1. what is due by now
-        if st.sc_kind.shape[0] > 0 and apply_scenarios(sim, st, s, now) != DONE:
-            return i, QUEUE_FULL_
+        if st.sc_kind.shape[0] > 0:
+            rc = apply_scenarios(sim, st, s, now)
+            if rc != DONE:
+                return i, rc
         while s.iv[I_MULT_IDX] + 1 < st.mult_times.shape[0] and st.mult_times[s.iv[I_MULT_IDX] + 1] <= now:
             s.iv[I_MULT_IDX] += 1
             s.f[F_MULT] = st.mult_values[s.iv[I_MULT_IDX]]

@@ -21,6 +21,7 @@ from backtest.matching import FILL_DTYPE, VENUE_DEFAULTED
 from backtest.orders import TAG_NAMES
 from backtest.simvenue import flush_fills, grow_queues, sim_from_config
 from data.reader import read_merged
+from data.schema import EVENT_DTYPE
 from data.store import list_partitions, read_partition
 from stockbridge.config import StockbridgeConfig
 from stockbridge.core.context import MAX_LEVELS, MAX_VENUES, new_context, new_quotes, new_takes
@@ -143,6 +144,11 @@ def _apply_depegs(events: np.ndarray, cfg: StockbridgeConfig) -> None:
         events["price"][m] *= 1.0 + s.depeg_bps * 1e-4
 
 
+def _same_group(a, b) -> bool:
+    """Two event rows the engine acts on as one group: same venue, same local time."""
+    return a["local_ts"] == b["local_ts"] and a["venue"] == b["venue"]
+
+
 class Replay:
     """One backtest run's mutable pieces and its collected output."""
 
@@ -159,6 +165,7 @@ class Replay:
         self.marks: list[np.ndarray] = []
         self.series: list[np.ndarray] = []
         self.track: list[np.ndarray] = []
+        self._held = np.zeros(0, dtype=EVENT_DTYPE)  # rows of a same-time group the next chunk may continue
 
     def _flush_fills(self) -> None:
         s = self.state
@@ -186,7 +193,31 @@ class Replay:
         self.state = s._replace(ts_buf=ts_buf, track_buf=track_buf)
 
     def feed(self, events: np.ndarray) -> None:
+        """Replay the next chunk of the merged stream.
+
+        The chunk's last same-time group (its trailing rows of one venue at one local time, which the
+        engine acts on as a whole) waits for the next chunk or :meth:`finish`: the next chunk may
+        continue that group, and ending a replay call inside it would make the engine decide on a
+        half-applied update, so the results would depend on the chunk size.
+        """
         _apply_depegs(events, self.cfg)
+        if len(self._held):
+            j = 0
+            while j < len(events) and _same_group(events[j], self._held[-1]):
+                j += 1
+            if j == len(events):
+                self._held = np.concatenate((self._held, events))
+                return
+            self._replay(np.concatenate((self._held, events[:j])))
+            events = events[j:]
+        k = len(events) - 1
+        while k > 0 and _same_group(events[k - 1], events[-1]):
+            k -= 1
+        self._held = events[k:].copy()
+        if k:
+            self._replay(events[:k])
+
+    def _replay(self, events: np.ndarray) -> None:
         self._size_series(int(events["local_ts"][-1]))
         i = 0
         while True:
@@ -211,6 +242,9 @@ class Replay:
             raise RuntimeError(f"unexpected engine status {status}")
 
     def finish(self) -> None:
+        if len(self._held):
+            self._replay(self._held)
+            self._held = self._held[:0]
         while (status := E.finish(self.sim, self.static, self.state)) != E.DONE:
             self._handle(status)
         self._flush_fills()
