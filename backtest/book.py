@@ -141,9 +141,13 @@ def set_level(px, qty, nlev, dropped, b, s, price, size) -> float:
 
 @njit(cache=True)
 def apply_quote(px, qty, nlev, dropped, b, s, price, size) -> float:
-    """An L1 row: ``price`` becomes the best level of side ``s`` (better levels go). Returns the previous size there."""
-    _drop_better_than(px, qty, nlev, b, s, price, False)
-    return set_level(px, qty, nlev, dropped, b, s, price, size)
+    """An L1 row: a quote feed shows one level per side, so ``price`` becomes side ``s``'s only level
+    (a worse level left from an earlier quote would be liquidity that no longer exists). Returns the
+    previous size at ``price``."""
+    prev = size_at(px, qty, nlev, b, s, price)
+    nlev[b, s] = 0
+    set_level(px, qty, nlev, dropped, b, s, price, size)
+    return prev
 
 
 @njit(cache=True)

@@ -151,13 +151,13 @@ def test_book_rebuilt_from_snapshot_and_updates_matches_hand_written_book():
     v.depth(BUY, 99.985, 2.5, t + 4)      # insert between levels
     assert v.book(BUY) == [(100.00, 6.0), (99.985, 2.5), (99.98, 1.0)]
     assert v.book(SELL) == [(100.01, 4.0), (100.02, 2.0), (100.03, 7.0)]
-    v.quote(BUY, 99.985, 4.0, t + 5)      # L1 row: 99.985 becomes best, 100.00 goes
-    assert v.book(BUY) == [(99.985, 4.0), (99.98, 1.0)]
-    v.quote(SELL, 100.02, 1.0, t + 6)     # 100.01 goes, 100.02 resized, 100.03 kept
-    assert v.book(SELL) == [(100.02, 1.0), (100.03, 7.0)]
+    v.quote(BUY, 99.985, 4.0, t + 5)      # L1 row: an L1 feed shows one level, 99.985 is the whole side
+    assert v.book(BUY) == [(99.985, 4.0)]
+    v.quote(SELL, 100.02, 1.0, t + 6)
+    assert v.book(SELL) == [(100.02, 1.0)]
     v.depth(BUY, 100.02, 3.0, t + 7)      # a bid at 100.02 leaves asks at or below it stale
-    assert v.book(BUY) == [(100.02, 3.0), (99.985, 4.0), (99.98, 1.0)]
-    assert v.book(SELL) == [(100.03, 7.0)]
+    assert v.book(BUY) == [(100.02, 3.0), (99.985, 4.0)]
+    assert v.book(SELL) == []
     # a new snapshot replaces everything
     v.event(KIND_SNAPSHOT, BUY, 99.50, 1.0, t + 8, flags=F_CLEAR)
     v.event(KIND_SNAPSHOT, SELL, 99.60, 2.0, t + 8, flags=F_BATCH_END)
@@ -401,7 +401,8 @@ def test_ioc_market_order_finds_a_worse_book_after_latency():
     two_sided(v, ask=100.01)
     v.depth(SELL, 100.04, 5.0, T0 - MS)
     v.submit(BUY, np.inf, 6.0, T0, tif=IOC)
-    v.quote(SELL, 100.03, 2.0, T0 + 10 * MS)
+    v.depth(SELL, 100.01, 0.0, T0 + 10 * MS)   # the best ask is taken away and a new one shows
+    v.depth(SELL, 100.03, 2.0, T0 + 10 * MS)
     v.settle()
     f = v.fills()
     assert [(x["price"], x["qty"]) for x in f] == [(100.03, 2.0), (100.04, 4.0)]
@@ -687,3 +688,16 @@ def test_same_seed_same_replay_and_other_seed_differs():
     assert a.reports == b.reports
     assert a.sim.orders.tobytes() == b.sim.orders.tobytes()
     assert a.fills().tobytes() != c.fills().tobytes()
+
+
+def test_l1_quote_replaces_the_whole_side():
+    # An L1 feed has no depth: when the best bid moves from 100.00 to 100.05 and back to 99.90, the
+    # book must show only the latest bid, never 100.00 or 100.05 as phantom liquidity below it.
+    from backtest.book import apply_quote, best_price, new_book
+
+    px, qty, nlev, dropped = new_book(1, 8)
+    for price in (100.00, 100.05, 99.90):
+        apply_quote(px, qty, nlev, dropped, 0, 0, price, 3.0)
+    assert nlev[0, 0] == 1 and best_price(px, nlev, 0, 0) == 99.90 and qty[0, 0, 0] == 3.0
+    assert apply_quote(px, qty, nlev, dropped, 0, 0, 99.90, 5.0) == 3.0  # previous size at the price
+    assert nlev[0, 0] == 1 and qty[0, 0, 0] == 5.0
