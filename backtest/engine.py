@@ -558,15 +558,10 @@ def run_chunk(events, start, sim, st, s, params, kernel):
             take_reports(sim, st, s, now)
         # 2. our messages at the venues, then the market event
         for u in range(nv):
-            if sim.pq_n[u] == 0 or sim.pq_i[u, 0, PQ_T] >= ev.exch_ts:
-                continue
-            rc = venue_process_actions(sim, u, ev.exch_ts)
-            if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
-                book_fills(sim, st, s, now)
-            if rc == NEED_FILL_ROOM:
-                return i, FILLS_FULL
-            if rc == NEED_REPORT_ROOM:
-                return i, QUEUE_FULL_
+            if sim.pq_n[u] > 0 and sim.pq_i[u, 0, PQ_T] < ev.exch_ts:
+                rc = catch_up(sim, st, s, u, ev.exch_ts, now)
+                if rc != DONE:
+                    return i, rc
         kind = ev.kind
         if kind == KIND_QUOTE or kind == KIND_DEPTH or kind == KIND_SNAPSHOT or kind == KIND_TRADE:
             rc = venue_on_event(sim, events, i)
@@ -663,10 +658,7 @@ def finish(sim, st, s):
     """End of data: let the fills of messages already at the venues happen, book them."""
     now = s.iv[I_LAST_TS]
     for u in range(st.ci[K_NV]):
-        rc = venue_process_actions(sim, u, now + 1)
-        book_fills(sim, st, s, now)
-        if rc == NEED_FILL_ROOM:
-            return FILLS_FULL
-        if rc == NEED_REPORT_ROOM:
-            return QUEUE_FULL_
+        rc = catch_up(sim, st, s, u, now + 1, now)
+        if rc != DONE:
+            return rc
     return DONE

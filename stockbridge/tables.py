@@ -3,7 +3,8 @@
 Backtest and live both build their :class:`MarketTables` here, so a venue's grid, fees, haircut
 and hours mean the same thing in both. Per-venue arrays have length ``MAX_VENUES`` and are indexed
 by venue id (config order). Units: fees as fractions of notional (bps / 1e4, negative = rebate),
-gas and caps in quote currency, latencies in ns, borrow as a fraction of notional per second.
+gas and caps in quote currency, borrow as a fraction of notional per second. (The simulated venues'
+latency tables are built from the same config by backtest.latency.)
 """
 
 from __future__ import annotations
@@ -40,9 +41,6 @@ class MarketTables:
     exposure_cap: np.ndarray
     max_position: np.ndarray   # tokens (inf at the hedge venue: its bound is max_net_delta)
     borrow_rate: np.ndarray    # fraction of short notional per second
-    order_latency: np.ndarray  # int64 ns
-    response_latency: np.ndarray  # int64 ns
-    latency_jitter: np.ndarray  # int64 ns (std-dev of the lognormal jitter)
     hours_bounds: np.ndarray   # int64[MAX_VENUES, H]: segment starts of each venue's trading hours (padded)
     hours_open: np.ndarray     # uint8[MAX_VENUES, H]
     hours_len: np.ndarray      # int64[MAX_VENUES]: used length of each row
@@ -83,7 +81,6 @@ def build_tables(cfg: StockbridgeConfig, start_ns: int, end_ns: int) -> MarketTa
         venue_instrument=arr(-1, np.int64), quotable=arr(0, np.int64), tick=arr(1.0), lot=arr(1.0),
         min_notional=arr(), maker_fee=arr(), taker_fee=arr(), gas=arr(), haircut=arr(),
         exposure_cap=arr(np.inf), max_position=arr(), borrow_rate=arr(),
-        order_latency=arr(0, np.int64), response_latency=arr(0, np.int64), latency_jitter=arr(0, np.int64),
     )
     hedge_venue = -1
     hours = []
@@ -101,9 +98,6 @@ def build_tables(cfg: StockbridgeConfig, start_ns: int, end_ns: int) -> MarketTa
         t["maker_fee"][vid], t["taker_fee"][vid] = v.maker_fee_bps / 1e4, v.taker_fee_bps / 1e4
         t["gas"][vid], t["haircut"][vid], t["exposure_cap"][vid] = v.gas_per_trade, v.haircut, v.exposure_cap
         t["borrow_rate"][vid] = v.borrow_bps_annual / 1e4 / SECONDS_PER_YEAR
-        t["order_latency"][vid] = int(v.order_latency_ms * 1e6)
-        t["response_latency"][vid] = int(v.response_latency_ms * 1e6)
-        t["latency_jitter"][vid] = int(v.latency_jitter_ms * 1e6)
         hours.append(cal.venue_table(v.hours))
     width = max(len(b) for b, _ in hours)
     hours_bounds = np.full((MAX_VENUES, width), np.iinfo(np.int64).max, dtype=np.int64)
