@@ -136,7 +136,7 @@ def print_summary(s: dict, console: Console) -> None:
     run = Table(title="run", title_justify="left")
     run.add_column("figure")
     run.add_column("value", justify="right")
-    for key in ("events", "simulated_seconds", "wall_seconds", "events_per_second", "fills", "fills_maker",
+    for key in ("events", "simulated_seconds", "compile_seconds", "wall_seconds", "events_per_second", "fills", "fills_maker",
                 "fills_taker", "fills_hedge", "markout_1s", "markout_10s", "markout_60s"):
         run.add_row(key, _fmt(s.get(key), 4 if key.startswith("markout") else 1))
     check = s.get("backtrader_check")
