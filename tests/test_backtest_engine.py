@@ -31,12 +31,12 @@ from engine_fixtures import (
 )
 
 from backtest import engine as E
+from backtest.runner import WALL_CLOCK_FIELDS
 from backtest.orders import OC_NEXT_ID, REASON_HALTED, REASON_POST_ONLY
 from data.schema import F_BATCH_END, KIND_DEPTH
 from strategies import registry
 
 AAPL, AAPLX = 0, 1
-WALL = ("wall_seconds", "events_per_second")
 
 
 def beta_depth(t: int) -> list[tuple]:
@@ -66,7 +66,7 @@ def fills_of(replay):
 
 
 def without_wall(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in WALL}
+    return {k: v for k, v in summary.items() if k not in WALL_CLOCK_FIELDS}
 
 
 # -- 1. maker fill behind a queue ------------------------------------------------------------------
