@@ -20,6 +20,14 @@ side*(mark_at_fill - price)*qty - fees + inventory PnL - borrow - default losses
 State lives in flat arrays (see :func:`new_state`) so a replay can stop and resume between calls:
 when the fill array or a message queue is full, run_chunk returns the index to resume at and a
 status; the runner makes room and calls again. Nothing is skipped or lost.
+
+Every compiled function here, in backtest.matching and in backtest.orders is compiled with
+``_nrt=False`` (numba's reference counting off). With it on, each call and each field read of the
+``sim`` / ``Static`` / ``State`` namedtuples did an atomic incref/decref of every array it touched
+(up to ~75 per call): measured, about half of the replay's time went to NRT_incref/NRT_decref. These
+functions never allocate (numba refuses to compile one that does), and the arrays belong to the
+Python caller for the whole call. A callee inherits the flag unless it sets it: one that allocates
+(fair_value.venue_consensus) says ``_nrt=True``.
 """
 
 from __future__ import annotations
@@ -108,7 +116,7 @@ State = namedtuple(
 # small pieces
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def venue_hours_open(st, v, ts):
     n = st.hours_len[v]
     k = np.searchsorted(st.hours_bounds[v, :n], ts, side="right") - 1
@@ -117,7 +125,7 @@ def venue_hours_open(st, v, ts):
     return st.hours_open[v, k] == 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def venue_mark(st, s, v):
     """Mark of one unit of what venue v trades: fair for the token, the share reference for the share."""
     if st.venue_instrument[v] == st.ci[K_SHARE]:
@@ -125,7 +133,7 @@ def venue_mark(st, s, v):
     return s.f[F_TOKEN_MARK]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def venue_value(st, s, v, known):
     """Balance value at venue v (quote ccy): cash + position x mark (true or known books)."""
     ins = st.venue_instrument[v]
@@ -138,7 +146,7 @@ def venue_value(st, s, v, known):
     return cash + p * venue_mark(st, s, v)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def equity(st, s, known):
     """(raw, after haircut) over all venues, quote ccy."""
     raw = 0.0
@@ -150,7 +158,7 @@ def equity(st, s, known):
     return raw, cut
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def net_delta_of(st, s, known):
     """Share-equivalents: token positions x multiplier + hedge shares."""
     tok = 0.0
@@ -167,7 +175,7 @@ def net_delta_of(st, s, known):
     return tok * s.f[F_MULT] + sh
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def book_fills(sim, st, s, now):
     """Book the sim's new fill rows into the true accounts at venue time; remember the mark of each."""
     mark_to_fair(sim, st, s, now)
@@ -184,7 +192,7 @@ def book_fills(sim, st, s, now):
     s.iv[I_FILLS_SEEN] = n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def remark(st, s, token_mark, share_mark):
     """Move the marks; inventory PnL collects position x mark change (true books)."""
     old_t = s.f[F_TOKEN_MARK]
@@ -204,12 +212,12 @@ def remark(st, s, token_mark, share_mark):
         s.f[F_SHARE_MARK] = share_mark
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def underlying_prints(state):
     return state == PRE or state == REGULAR or state == AFTER
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def segment(st, s, now):
     """Index of the session segment holding ``now``, from a cache that moves only at boundaries."""
     k = s.iv[I_SEG]
@@ -219,13 +227,13 @@ def segment(st, s, now):
     return k
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def variance_in(st, k, now):
     """Variance clock at ``now`` inside segment k (session_clock.variance_at without the search)."""
     return st.sess_cumvar[k] + st.sess_weights[st.sess_states[k]] * (now - st.sess_boundaries[k]) * 1e-9
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def mark_to_fair(sim, st, s, now):
     """Fair value at ``now``; marks move to it (inventory PnL) and borrow on short shares accrues to now.
 
@@ -261,7 +269,7 @@ def mark_to_fair(sim, st, s, now):
 # time-driven changes
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def catch_up(sim, st, s, v, until, now):
     """Carry out our messages that reached venue v before venue time ``until`` and book their fills.
 
@@ -280,7 +288,7 @@ def catch_up(sim, st, s, v, until, now):
     return DONE
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def apply_scenarios(sim, st, s, now):
     """Start/stop halts and defaults due by ``now``. Returns a status code (DONE, FILLS_FULL or QUEUE_FULL_)."""
     for k in range(st.sc_kind.shape[0]):
@@ -323,7 +331,7 @@ def apply_scenarios(sim, st, s, now):
     return DONE
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def take_reports(sim, st, s, now):
     """Receive every report due by ``now``: fills into the known books, finished orders out of our slots."""
     while next_report_time(sim) <= now:
@@ -353,7 +361,7 @@ def take_reports(sim, st, s, now):
 # decisions
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def fill_context(sim, st, s, now, session, hedge_open, tau):
     c = s.ctx[0]
     nv = st.ci[K_NV]
@@ -385,7 +393,7 @@ def fill_context(sim, st, s, now, session, hedge_open, tau):
         c.exposure[v] = venue_value(st, s, v, True)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def reconcile_quotes(sim, st, s, now):
     """Bring our resting quotes to the decided ones; leave an order alone within the requote tolerance."""
     nv = st.ci[K_NV]
@@ -420,7 +428,7 @@ def reconcile_quotes(sim, st, s, now):
     return DONE
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def send_takes(sim, st, s, n, now):
     for k in range(n):
         v = np.int64(s.takes[k, 0])
@@ -437,7 +445,7 @@ def send_takes(sim, st, s, n, now):
     return DONE
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def hedge(sim, st, s, now, hedge_open):
     hv = st.ci[K_HEDGE_VENUE]
     if hv < 0 or s.iv[I_HEDGE_SLOT] >= 0:
@@ -485,7 +493,7 @@ def hedge(sim, st, s, now, hedge_open):
 # sampling
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", _nrt=False)
 def sample_row(sim, st, s, ts, session):
     k = s.iv[I_TS_N]
     row = s.ts_buf[k]
@@ -532,7 +540,8 @@ def run_chunk(events, start, sim, st, s, params, kernel):
     """Replay ``events[start:]``; returns (index to resume at, status). See the module doc.
 
     Compiled per argument types by :func:`compiled_run_chunk` (an explicit signature with the kernel
-    typed as a first-class function is what lets numba cache it on disk).
+    typed as a first-class function is what lets numba cache it on disk), without reference counting
+    (see the module doc).
     """
     nv = st.ci[K_NV]
     ni = st.ci[K_NI]
@@ -649,11 +658,11 @@ def compiled_run_chunk(events, sim, st, s, params):
     sig = (typeof(events), types.int64, typeof(sim), typeof(st), typeof(s), typeof(params), KERNEL_TYPE)
     fn = _COMPILED.get(sig)
     if fn is None:
-        fn = _COMPILED[sig] = njit(sig, cache=True)(run_chunk)
+        fn = _COMPILED[sig] = njit(sig, cache=True, _nrt=False)(run_chunk)
     return fn
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def finish(sim, st, s):
     """End of data: let the fills of messages already at the venues happen, book them."""
     now = s.iv[I_LAST_TS]

@@ -26,6 +26,8 @@ message in flight carries the id, so a message about an order whose slot was reu
 
 Counters ``oc int64[3]``: ``OC_NFREE``, ``OC_NREST``, ``OC_NEXT_ID``.
 
+Compiled with ``_nrt=False`` (no reference counting), like backtest.matching: see backtest.engine.
+
 Units: times int64 ns UTC; prices quote currency; sizes tokens (shares at an equity venue).
 """
 
@@ -153,17 +155,17 @@ def new_orders(capacity: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return orders, free, rest, oc
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def is_live(state) -> bool:
     return state == PENDING_NEW or state == OPEN or state == PENDING_CANCEL
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def is_final(state) -> bool:
     return state == FILLED or state == CANCELLED or state == REJECTED
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def set_state(orders, slot, new):
     """Move the venue-side state; raises on a move not in TRANSITIONS."""
     if TRANSITIONS[orders[slot].state, new] == 0:
@@ -171,7 +173,7 @@ def set_state(orders, slot, new):
     orders[slot].state = new
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def set_known(orders, slot, new):
     """Move the state as we know it; raises on a move not in KNOWN_TRANSITIONS."""
     if KNOWN_TRANSITIONS[orders[slot].known_state, new] == 0:
@@ -179,7 +181,7 @@ def set_known(orders, slot, new):
     orders[slot].known_state = new
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def alloc_slot(free, oc) -> int:
     n = oc[OC_NFREE]
     if n == 0:
@@ -188,7 +190,7 @@ def alloc_slot(free, oc) -> int:
     return free[n - 1]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def release_slot(orders, free, oc, slot):
     """Return a finished order's slot; its fields stay readable until the slot is reused."""
     set_state(orders, slot, FREE)
@@ -197,13 +199,13 @@ def release_slot(orders, free, oc, slot):
     oc[OC_NFREE] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rest_add(rest, oc, slot):
     rest[oc[OC_NREST]] = slot
     oc[OC_NREST] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rest_remove(rest, oc, slot):
     n = oc[OC_NREST]
     for k in range(n):
@@ -213,7 +215,7 @@ def rest_remove(rest, oc, slot):
             return
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def submit_order(sim, venue, instrument, side, price, qty, tif, post_only, tag, t_now) -> int:
     """Send a new order at local time ``t_now``; it acts at the venue after the order latency.
 
@@ -259,7 +261,7 @@ def submit_order(sim, venue, instrument, side, price, qty, tif, post_only, tag, 
     return slot
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def request_cancel(sim, slot, t_now) -> int:
     """Send a cancel for the order in ``slot`` at local time ``t_now``.
 
@@ -282,13 +284,13 @@ def request_cancel(sim, slot, t_now) -> int:
     return 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def next_report_time(sim) -> np.int64:
     """Local time of the next report to reach us, NEVER if none is in flight."""
     return peek_time(sim.pq_i, sim.pq_n, sim.dims[0])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def take_report(sim, out_i, out_f) -> int:
     """Receive the earliest report (call when ``next_report_time(sim) <= now``); update what we know.
 

@@ -69,30 +69,58 @@ def last_print_ts(state):
     return np.int64(-1)
 
 
+@njit(cache=True, inline="always")
+def _before(values, a, b):
+    """``values[a]`` sorts before ``values[b]``: ascending, NaN last, ties by index (a stable sort's order)."""
+    x = values[a]
+    y = values[b]
+    if x < y or (math.isnan(y) and not math.isnan(x)):
+        return True
+    if y < x or (math.isnan(x) and not math.isnan(y)):
+        return False
+    return a < b
+
+
+@njit(cache=True)
+def _next_in_order(values, n, prev):
+    """Index of the value after index ``prev`` in that order (``prev`` -1: the first; -1 after the last)."""
+    best = -1
+    for k in range(n):
+        if (prev < 0 or _before(values, prev, k)) and (best < 0 or _before(values, k, best)):
+            best = k
+    return best
+
+
 @njit(cache=True)
 def weighted_median(values, weights, n):
-    """Weighted median of ``values[:n]``; when the half-weight falls exactly between two values, their mean."""
-    order = np.argsort(values[:n])
+    """Weighted median of ``values[:n]`` (n >= 1); when the half-weight falls exactly between two values, their mean.
+
+    Walks the values in stable ascending order by selection rather than with an argsort: n is a handful
+    of venues, and this runs at every off-hours mark, so an O(n^2) scan beats allocating index arrays."""
     total = 0.0
     for i in range(n):
         total += weights[i]
     half = 0.5 * total
     cum = 0.0
+    i = -1
     for j in range(n):
-        i = order[j]
+        i = _next_in_order(values, n, i)
         cum += weights[i]
         if cum >= half * (1.0 - 1e-12):
             if abs(cum - half) <= 1e-12 * total and j + 1 < n:
-                return 0.5 * (values[i] + values[order[j + 1]])
+                return 0.5 * (values[i] + values[_next_in_order(values, n, i)])
             return values[i]
-    return values[order[n - 1]]
+    return values[i]
 
 
-@njit(cache=True)
+# _nrt=True: it allocates, and the replay engine's allocation-free callers compile with _nrt=False,
+# which a callee would otherwise inherit
+@njit(cache=True, _nrt=True)
 def venue_consensus(state, ts, half_life_s):
     """(weighted median of token venue mids, total weight); (NaN, 0) without any venue mid."""
-    values = np.empty(MAX_VENUES)
-    weights = np.empty(MAX_VENUES)
+    buf = np.empty((2, MAX_VENUES))  # one allocation for both: this runs at every off-hours mark
+    values = buf[0]
+    weights = buf[1]
     n = 0
     for v in range(MAX_VENUES):
         mid = state[_MID0 + v]

@@ -239,12 +239,13 @@ def finalize_quotes(ctx, quotes):
         if not (ok and _venue_grid_ok(ctx, v)):
             quotes[v] = 0.0
 
-    centers = np.empty(MAX_VENUES)
+    work = np.zeros((4, MAX_VENUES))  # one allocation for the four per-venue rows: this runs at every decision
+    centers = work[0]
     for v in range(quotes.shape[0]):
         centers[v] = quote_center(quotes, v, unit_mark(ctx, v))
-    buys = np.zeros(MAX_VENUES)  # units pending per venue, counted as filled
-    sells = np.zeros(MAX_VENUES)
-    marks = np.zeros(MAX_VENUES)  # highest mark a pending buy at the venue was valued at
+    buys = work[1]  # units pending per venue, counted as filled
+    sells = work[2]
+    marks = work[3]  # highest mark a pending buy at the venue was valued at
     delta_up = 0.0  # share-equivalents pending on the buy side, all venues
     delta_down = 0.0
     for lvl in range(quotes.shape[2]):
@@ -326,9 +327,10 @@ def finalize_takes(ctx, takes, n):
       rows pushing that way trimmed, last row first.
     """
     n = min(max(n, 0), takes.shape[0])
-    buys = np.zeros(MAX_VENUES)
-    sells = np.zeros(MAX_VENUES)
-    marks = np.zeros(MAX_VENUES)
+    work = np.zeros((3, MAX_VENUES))  # one allocation for the three per-venue rows: this runs at every decision
+    buys = work[0]
+    sells = work[1]
+    marks = work[2]
     kept = 0
     for i in range(n):
         v = int(takes[i, 0])
