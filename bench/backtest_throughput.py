@@ -83,7 +83,7 @@ def main() -> None:
     from data.store import list_partitions
     from data.synth import synthesize
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     days = max(1, math.ceil(args.events / EVENTS_PER_DAY_250MS))
     tmp = None
     data_dir = args.data
