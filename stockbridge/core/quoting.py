@@ -241,7 +241,8 @@ def finalize_quotes(ctx, quotes):
 
     work = np.zeros((4, MAX_VENUES))  # one allocation for the four per-venue rows: this runs at every decision
     centers = work[0]
-    for v in range(quotes.shape[0]):
+    n_used = min(ctx.n_venues, quotes.shape[0])  # rows past n_venues were zeroed above
+    for v in range(n_used):
         centers[v] = quote_center(quotes, v, unit_mark(ctx, v))
     buys = work[1]  # units pending per venue, counted as filled
     sells = work[2]
@@ -249,7 +250,11 @@ def finalize_quotes(ctx, quotes):
     delta_up = 0.0  # share-equivalents pending on the buy side, all venues
     delta_down = 0.0
     for lvl in range(quotes.shape[2]):
-        for v in range(quotes.shape[0]):
+        for v in range(n_used):
+            if quotes[v, BID, lvl, 1] == 0.0 and quotes[v, ASK, lvl, 1] == 0.0:
+                quotes[v, BID, lvl, 0] = 0.0  # nothing asked for here (most slots): skip the arithmetic
+                quotes[v, ASK, lvl, 0] = 0.0
+                continue
             tick = ctx.tick[v]
             lot = ctx.lot[v]
             h = min_half_spread(ctx, v)
