@@ -654,11 +654,13 @@ _COMPILED: dict = {}
 
 
 def compiled_run_chunk(events, sim, st, s, params):
-    """The compiled ``run_chunk`` for these argument types (from the disk cache after the first run)."""
+    """The compiled ``run_chunk`` for these argument types (from the disk cache after the first run).
+
+    It releases the GIL, so the runner reads and merges the next chunk of the store meanwhile."""
     sig = (typeof(events), types.int64, typeof(sim), typeof(st), typeof(s), typeof(params), KERNEL_TYPE)
     fn = _COMPILED.get(sig)
     if fn is None:
-        fn = _COMPILED[sig] = njit(sig, cache=True, _nrt=False)(run_chunk)
+        fn = _COMPILED[sig] = njit(sig, cache=True, _nrt=False, nogil=True)(run_chunk)
     return fn
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +328,16 @@ class Replay:
         return {names[self.tables.token]: float(s.f[E.F_TOKEN_MARK]), names[self.tables.share]: float(s.f[E.F_SHARE_MARK])}
 
 
+def prefetched(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """The same chunks in the same order, the next one read by a background thread while the
+    caller replays the current one (Parquet decoding and the compiled replay both release the GIL)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reader") as pool:
+        pending = pool.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = pool.submit(next, chunks, None)
+            yield chunk
+
+
 def run_backtest(
     cfg: StockbridgeConfig,
     config_path: str | Path,
@@ -352,7 +363,7 @@ def run_backtest(
     replay.compile()
     t0 = time.perf_counter()
     done = 0
-    for chunk in read_merged(data_dir, venue_ids, inst_ids, start, end, chunk_size=chunk_size):
+    for chunk in prefetched(read_merged(data_dir, venue_ids, inst_ids, start, end, chunk_size=chunk_size)):
         replay.feed(chunk)
         done += len(chunk)
         if progress:
