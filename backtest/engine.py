@@ -617,13 +617,13 @@ def run_chunk(events, start, sim, st, s, params, kernel):
             sample_row(sim, st, s, s.iv[I_NEXT_SAMPLE], session)
             s.iv[I_NEXT_SAMPLE] += np.int64(st.cf[C_SAMPLE_NS])
         while s.iv[I_NEXT_TRACK] <= now:
-            k = s.iv[I_TRACK_N]
-            if k >= s.track_buf.shape[0]:
+            row = s.iv[I_TRACK_N]
+            if row >= s.track_buf.shape[0]:
                 return i + 1, SERIES_FULL
-            s.track_buf[k, 0] = s.iv[I_NEXT_TRACK]
-            s.track_buf[k, 1] = s.f[F_FAIR]
-            s.track_buf[k, 2] = s.f[F_SHARE_MARK]
-            s.iv[I_TRACK_N] = k + 1
+            s.track_buf[row, 0] = s.iv[I_NEXT_TRACK]
+            s.track_buf[row, 1] = s.f[F_FAIR]
+            s.track_buf[row, 2] = s.f[F_SHARE_MARK]
+            s.iv[I_TRACK_N] = row + 1
             s.iv[I_NEXT_TRACK] += np.int64(st.cf[C_TRACK_NS])
         # 5. decide
         if not due:

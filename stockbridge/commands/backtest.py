@@ -56,7 +56,7 @@ def backtest(
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
                   TextColumn("{task.fields[sim]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                   console=console) as bar:
-        task = bar.add_task("replay", total=rows, sim="", rate="")
+        task = bar.add_task("replay", total=rows, sim="compiling the replay loop (first run only)", rate="")
 
         def progress(done: int, ts: int) -> None:
             elapsed = bar.tasks[task].elapsed or 1e-9
