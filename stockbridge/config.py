@@ -49,6 +49,7 @@ class RiskConfig(Strict):
     hedge_band: float = Field(default=20.0, ge=0, description="hedge when |net delta| exceeds this, shares")
     hedge_target: float = Field(default=0.0, description="net delta a hedge trades toward, shares")
     offhours_size_factor: float = Field(default=0.3, gt=0, le=1, description="quote size multiplier while the hedge market is closed")
+    credit_skew_bps: float = Field(default=0.0, ge=0, description="move a venue's quotes down by this many bps x (haircut / mean haircut - 1): sell on riskier venues, buy on safer ones")
     min_spread_z: float = Field(default=1.0, ge=0, description="quotes keep a half-spread of at least this many fair-value std-devs")
     hedge_gamma: float = Field(default=0.01, ge=0, description="risk aversion pricing unhedged delta against hedge cost, 1/quote ccy (0 = band only)")
     hedge_hold_s: float = Field(default=86_400.0, gt=0, description="expected life of a short hedge for its borrow cost, seconds")

@@ -57,6 +57,7 @@ class MarketTables:
     offhours_size_factor: float
     gap_z: float
     min_spread_z: float
+    credit_skew_bps: float
     calendar: SessionCalendar
 
 
@@ -115,7 +116,7 @@ def build_tables(cfg: StockbridgeConfig, start_ns: int, end_ns: int) -> MarketTa
         hedge_mask=state_mask(hedge_sessions), mult_times=mult_times, mult_values=mult_values,
         max_net_delta=cfg.risk.max_net_delta, hedge_band=cfg.risk.hedge_band, hedge_target=cfg.risk.hedge_target,
         offhours_size_factor=cfg.risk.offhours_size_factor, gap_z=cfg.sessions.gap_z,
-        min_spread_z=cfg.risk.min_spread_z, calendar=cal, **t,
+        min_spread_z=cfg.risk.min_spread_z, credit_skew_bps=cfg.risk.credit_skew_bps, calendar=cal, **t,
     )
 
 
@@ -126,6 +127,7 @@ def fill_static_context(ctx: np.ndarray, tables: MarketTables) -> None:
     c["hedge_venue"] = tables.hedge_venue
     c["max_net_delta"] = tables.max_net_delta
     c["spread_z"] = tables.min_spread_z
+    c["credit_skew_bps"] = tables.credit_skew_bps
     for field in ("quotable", "tick", "lot", "min_notional", "maker_fee", "taker_fee", "gas", "haircut",
                   "exposure_cap", "max_position"):
         c[field][:] = getattr(tables, field)

@@ -346,3 +346,21 @@ def test_cli_strategies_list_shows_every_param_with_unit(run_cli):
         for p in spec.params_model.describe():
             assert p.name in out
     assert "1/quote ccy" in out and "variance-s" in out and "built-in" in out and "<= 3" in out
+
+
+def test_credit_skew_quotes_riskier_venues_lower_by_hand():
+    # haircuts bybit 0.06, kraken 0.04, solana_dex 0.10 -> mean 0.2/3; skew 6 bps:
+    # c_v = -fair * 6e-4 * (h_v / h_mean - 1): bybit -fair*6e-4*(-0.1), kraken +fair*6e-4*0.4, dex -fair*6e-4*0.5
+    ctx = example_context()
+    plain, _, _ = raw(FIXED, ctx, half_spread_bps=10.0, skew_bps_per_token=0.0, size=1.0, levels=1, level_spacing_bps=5.0)
+    ctx["credit_skew_bps"] = 6.0
+    skewed, _, _ = raw(FIXED, ctx, half_spread_bps=10.0, skew_bps_per_token=0.0, size=1.0, levels=1, level_spacing_bps=5.0)
+    fair = float(ctx["fair"][0])
+    h_mean = (0.06 + 0.04 + 0.10) / 3
+    for v, h in ((0, 0.06), (1, 0.04), (2, 0.10)):
+        shift = -fair * 6e-4 * (h / h_mean - 1.0)
+        assert skewed[v, BID, 0, 0] == pytest.approx(plain[v, BID, 0, 0] + shift, abs=1e-9)
+        assert skewed[v, ASK, 0, 0] == pytest.approx(plain[v, ASK, 0, 0] + shift, abs=1e-9)
+    # the riskiest venue (the DEX) sells cheapest, the safest (kraken) buys highest
+    assert skewed[2, ASK, 0, 0] < skewed[0, ASK, 0, 0] < skewed[1, ASK, 0, 0]
+    assert skewed[1, BID, 0, 0] > skewed[0, BID, 0, 0] > skewed[2, BID, 0, 0]

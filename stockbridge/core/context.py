@@ -44,6 +44,7 @@ CTX_DTYPE = np.dtype(
         ("fair", np.float64),          # fair value of one token, quote ccy
         ("fair_std", np.float64),      # std-dev of fair, quote ccy
         ("spread_z", np.float64),      # core's quote floor: half-spread >= spread_z * fair_std (std-devs)
+        ("credit_skew_bps", np.float64),  # quotes at a venue riskier than average move down by this x (h_v/h_avg - 1) bps
         ("sigma", np.float64),         # quote ccy per sqrt(variance-second)
         ("multiplier", np.float64),    # shares per token now
         ("net_delta", np.float64),     # share-equivalents across all venues incl. hedge
