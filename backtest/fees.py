@@ -37,16 +37,6 @@ def fee_table(maker_bps, taker_bps, gas_per_trade) -> np.ndarray:
     return table
 
 
-def fee_table_from_config(cfg) -> np.ndarray:
-    """``fee_table`` from a StockbridgeConfig's venues, in venue-id order."""
-    venues = list(cfg.venues.values())
-    return fee_table(
-        [v.maker_fee_bps for v in venues],
-        [v.taker_fee_bps for v in venues],
-        [v.gas_per_trade for v in venues],
-    )
-
-
 @njit(cache=True)
 def fill_fee(fees, v, price, qty, maker, with_gas) -> float:
     """Fee of one fill at venue ``v`` in quote currency (negative = rebate received)."""

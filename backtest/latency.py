@@ -53,16 +53,6 @@ def latency_table(order_ms, response_ms, jitter_ms) -> np.ndarray:
     return lat
 
 
-def latency_table_from_config(cfg) -> np.ndarray:
-    """``latency_table`` from a StockbridgeConfig's venues (``order_latency_ms``, ``response_latency_ms``, ``latency_jitter_ms``), in venue-id order."""
-    venues = list(cfg.venues.values())
-    return latency_table(
-        [v.order_latency_ms for v in venues],
-        [v.response_latency_ms for v in venues],
-        [v.latency_jitter_ms for v in venues],
-    )
-
-
 @njit(cache=True)
 def draw_latency(lat, rng, v, direction) -> np.int64:
     """One latency in ns for venue ``v``, ``direction`` ORDER or RESPONSE.

@@ -27,8 +27,8 @@ from collections import namedtuple
 import numpy as np
 
 from backtest.book import new_book
-from backtest.fees import fee_table_from_config
-from backtest.latency import latency_table_from_config
+from backtest.fees import fee_table
+from backtest.latency import latency_table
 from backtest.matching import FILL_DTYPE, NO_RESYNC, QUEUE_CONSERVATIVE, QUEUE_PROBABILISTIC
 from backtest.orders import new_orders
 from backtest.pending import grow_pending, new_pending
@@ -104,13 +104,18 @@ def new_sim(
 
 
 def sim_from_config(cfg, **kwargs) -> SimVenues:
-    """``new_sim`` for a StockbridgeConfig: venues and instruments in config order, its fees,
-    latencies, ``backtest.queue_model`` and ``backtest.seed``; ``kwargs`` override capacities etc."""
+    """``new_sim`` for a StockbridgeConfig: venues and instruments in config order, their fees
+    (``maker_fee_bps``, ``taker_fee_bps``, ``gas_per_trade``) and latencies (``order_latency_ms``,
+    ``response_latency_ms``, ``latency_jitter_ms``), ``backtest.queue_model`` and ``backtest.seed``;
+    ``kwargs`` override capacities etc."""
     kwargs.setdefault("queue_model", cfg.backtest.queue_model)
     kwargs.setdefault("seed", cfg.backtest.seed)
-    return new_sim(
-        len(cfg.venues), len(cfg.instruments), fee_table_from_config(cfg), latency_table_from_config(cfg), **kwargs
-    )
+    venues = list(cfg.venues.values())
+    fees = fee_table([v.maker_fee_bps for v in venues], [v.taker_fee_bps for v in venues],
+                     [v.gas_per_trade for v in venues])
+    lat = latency_table([v.order_latency_ms for v in venues], [v.response_latency_ms for v in venues],
+                        [v.latency_jitter_ms for v in venues])
+    return new_sim(len(venues), len(cfg.instruments), fees, lat, **kwargs)
 
 
 def flush_fills(sim: SimVenues) -> np.ndarray:

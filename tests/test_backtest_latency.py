@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from backtest.fees import fee_table, fee_table_from_config
-from backtest.latency import ORDER, RESPONSE, draw_latency, latency_table, latency_table_from_config, order_arrival, report_time
+from backtest.fees import fee_table
+from backtest.latency import ORDER, RESPONSE, draw_latency, latency_table, order_arrival, report_time
 from backtest.matching import venue_on_event, venue_process_actions
 from backtest.orders import GTC, OPEN, PENDING_NEW, TAG_HEDGE, submit_order
 from backtest.pending import ACT_NEW, NEVER, SEQ, SLOT, T, grow_pending, new_pending, peek_time, pop, push
@@ -82,16 +82,16 @@ def test_latency_table_validation_and_config(demo_config_path):
     with pytest.raises(ValueError, match="same length"):
         latency_table([1.0, 2.0], [1.0], [0.0])
     cfg = load_config(demo_config_path)
-    lat = latency_table_from_config(cfg)
+    sim = sim_from_config(cfg)
+    lat = sim.lat
     assert lat.shape == (4, 4)
     assert list(lat[:, 0]) == [25 * MS, 40 * MS, 400 * MS, 5 * MS]    # bybit, kraken, solana_dex, broker
     assert list(lat[:, 1]) == [0.0, 0.0, 150 * MS, 0.0]
-    fees = fee_table_from_config(cfg)
+    fees = sim.fees
     assert list(fees[0]) == pytest.approx([-1e-4, 10e-4, 0.0])
     assert list(fees[2]) == pytest.approx([0.0, 25e-4, 0.02])
     with pytest.raises(ValueError, match="gas_per_trade"):
         fee_table([0.0], [0.0], [-1.0])
-    sim = sim_from_config(cfg)
     assert tuple(sim.dims) == (4, 2) and sim.qmodel[0] == 0
 
 
