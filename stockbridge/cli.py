@@ -25,25 +25,12 @@ app.add_typer(data_app, name="data")
 
 
 def _register_all() -> None:
-    from stockbridge.commands import config as config_cmd
+    from stockbridge.commands import backtest, config, data_convert, data_synth, strategies
 
-    config_cmd.register(app)
-    for module in _optional_command_modules():
-        module.register(data_app if module.__name__.split(".")[-1].startswith("data_") else app)
-
-
-def _optional_command_modules():
-    import importlib
-
-    names = ["data_convert", "data_synth", "strategies", "backtest"]
-    mods = []
-    for name in names:
-        try:
-            mods.append(importlib.import_module(f"stockbridge.commands.{name}"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"stockbridge.commands.{name}":
-                raise
-    return mods
+    for module in (config, strategies, backtest):
+        module.register(app)
+    for module in (data_convert, data_synth):
+        module.register(data_app)
 
 
 _register_all()
