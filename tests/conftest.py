@@ -3,6 +3,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# numba compiles on first call: a hypothesis deadline would fail whichever example happens to compile
+settings.register_profile("stockbridge", deadline=None)
+settings.load_profile("stockbridge")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.toml"
