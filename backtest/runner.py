@@ -8,6 +8,8 @@ is :func:`backtest.engine.run_chunk`, fed one reader chunk at a time, so memory 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,9 +18,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from backtest import engine as E
 from backtest.matching import FILL_DTYPE, VENUE_DEFAULTED
+from backtest.metrics import MARKOUT_HORIZONS_S, summarize
 from backtest.orders import TAG_NAMES
 from backtest.simvenue import flush_fills, grow_queues, sim_from_config
 from data.reader import read_merged
@@ -34,6 +39,7 @@ from stockbridge.tables import MarketTables, build_tables, fill_static_context
 
 NS = 1_000_000_000
 TRACK_INTERVAL_S = 1.0
+TRACK_THIN_NS = 60 * NS  # the report's fair chart keeps one track row a minute
 WALL_CLOCK_FIELDS = ("wall_seconds", "events_per_second", "compile_seconds")
 
 Progress = Callable[[int, int], None]  # (events done, last local_ts)
@@ -165,7 +171,12 @@ class Replay:
         self.fills: list[np.ndarray] = []
         self.marks: list[np.ndarray] = []
         self.series: list[np.ndarray] = []
-        self.track: list[np.ndarray] = []
+        # The 1 s fair track (for markouts) grows with the run: it goes to a Parquet file as it is
+        # produced; memory keeps one row a minute for the report's chart.
+        self._track_dir = tempfile.TemporaryDirectory(prefix="stockbridge-track-")
+        self.track_path = Path(self._track_dir.name) / "fair_track.parquet"
+        self._track_writer: pq.ParquetWriter | None = None
+        self.track_thin: list[np.ndarray] = []
         self._held = np.zeros(0, dtype=EVENT_DTYPE)  # rows of a same-time group the next chunk may continue
 
     def compile(self) -> None:
@@ -183,11 +194,27 @@ class Replay:
 
     def _flush_series(self) -> None:
         s = self.state
-        for buf, idx, out in ((s.ts_buf, E.I_TS_N, self.series), (s.track_buf, E.I_TRACK_N, self.track)):
-            n = int(s.iv[idx])
-            if n:
-                out.append(buf[:n].copy())
-            s.iv[idx] = 0
+        n = int(s.iv[E.I_TS_N])
+        if n:
+            self.series.append(s.ts_buf[:n].copy())
+        s.iv[E.I_TS_N] = 0
+        n = int(s.iv[E.I_TRACK_N])
+        if n:
+            self._write_track(s.track_buf[:n])
+        s.iv[E.I_TRACK_N] = 0
+
+    def _write_track(self, rows: np.ndarray) -> None:
+        ts = rows[:, 0].astype(np.int64)
+        table = pa.table({"ts": ts, "fair": rows[:, 1], "fair_share": rows[:, 2]})
+        if self._track_writer is None:
+            self._track_writer = pq.ParquetWriter(self.track_path, table.schema, compression="zstd")
+        self._track_writer.write_table(table)
+        self.track_thin.append(rows[ts % TRACK_THIN_NS == 0].copy())
+
+    def _close_track(self) -> None:
+        if self._track_writer is None:
+            self._write_track(np.zeros((0, 3)))
+        self._track_writer.close()
 
     def _size_series(self, last_ts: int) -> None:
         """Make the sample buffers big enough for every row up to ``last_ts``."""
@@ -255,6 +282,7 @@ class Replay:
             self._handle(status)
         self._flush_fills()
         self._flush_series()
+        self._close_track()
 
     # -- output frames --
     def fills_frame(self) -> pl.DataFrame:
@@ -285,8 +313,32 @@ class Replay:
         return pl.DataFrame(cols)
 
     def track_frame(self) -> pl.DataFrame:
-        rows = np.concatenate(self.track) if self.track else np.zeros((0, 3))
+        """The whole 1 s fair track, read back from its file (after :meth:`finish`)."""
+        return pl.read_parquet(self.track_path)
+
+    def thin_track_frame(self) -> pl.DataFrame:
+        """The fair track at one row a minute: enough for a chart."""
+        rows = np.concatenate(self.track_thin) if self.track_thin else np.zeros((0, 3))
         return pl.DataFrame({"ts": rows[:, 0].astype(np.int64), "fair": rows[:, 1], "fair_share": rows[:, 2]})
+
+    def markout_track(self, fills: pl.DataFrame) -> pl.DataFrame:
+        """The rows of the fair track that markouts read, one batch of the file at a time.
+
+        For every fill time t and horizon h the metrics take the last track row at or before t + h.
+        Keeping exactly those rows, plus the last row of each batch (the answer for a target between
+        two batches, and the track's end), gives the same markouts as the whole track."""
+        targets = np.sort(np.concatenate([fills["ts"].to_numpy() + h * NS for h in MARKOUT_HORIZONS_S]))
+        keep = []
+        for batch in pq.ParquetFile(self.track_path).iter_batches():
+            ts = batch.column("ts").to_numpy()
+            if len(ts) == 0:
+                continue
+            inside = targets[(targets >= ts[0]) & (targets <= ts[-1])]
+            idx = np.unique(np.append(np.searchsorted(ts, inside, side="right") - 1, len(ts) - 1))
+            keep.append(pl.from_arrow(batch.take(pa.array(idx))))
+        if not keep:
+            return pl.DataFrame(schema={"ts": pl.Int64, "fair": pl.Float64, "fair_share": pl.Float64})
+        return pl.concat(keep).unique("ts", keep="first", maintain_order=True)
 
     def final_books(self) -> dict[str, dict[str, Any]]:
         """Per venue: final cash and positions by instrument from the engine's true books, as a fill log
@@ -351,8 +403,6 @@ def run_backtest(
     crosscheck: bool = True,
 ) -> tuple[dict[str, Any], Replay]:
     """Replay the store at ``data_dir``; write outputs to ``out_dir`` (if given); return (summary, replay)."""
-    from backtest.metrics import summarize
-
     data_dir = Path(data_dir)
     venue_ids, inst_ids = cfg.venue_ids(), cfg.instrument_ids()
     lo, hi, _ = data_extent(data_dir, venue_ids)
@@ -370,8 +420,8 @@ def run_backtest(
             progress(done, int(chunk["local_ts"][-1]))
     replay.finish()
     wall = time.perf_counter() - t0
-    fills, series, track = replay.fills_frame(), replay.timeseries_frame(), replay.track_frame()
-    summary = summarize(fills, series, track, replay.totals(wall, str(config_path)))
+    fills, series = replay.fills_frame(), replay.timeseries_frame()
+    summary = summarize(fills, series, replay.markout_track(fills), replay.totals(wall, str(config_path)))
     summary["strategy"] = cfg.strategy.name if cfg.strategy else None
     summary["compile_seconds"] = t0 - t_compile
     summary["book_levels_dropped"] = int(replay.sim.dropped.sum())
@@ -382,19 +432,19 @@ def run_backtest(
         summary["backtrader_check"] = crosscheck_with_backtrader(
             fills, initial, replay.final_marks(), reported=replay.final_books())
     if out_dir is not None:
-        write_outputs(Path(out_dir), summary, fills, series, track, Path(config_path).name)
+        write_outputs(Path(out_dir), summary, replay, fills, series, Path(config_path).name)
     return summary, replay
 
 
-def write_outputs(out: Path, summary: dict, fills: pl.DataFrame, series: pl.DataFrame, track: pl.DataFrame, name: str) -> None:
+def write_outputs(out: Path, summary: dict, replay: Replay, fills: pl.DataFrame, series: pl.DataFrame, name: str) -> None:
     from backtest.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     fills.write_parquet(out / "fills.parquet")
     series.write_parquet(out / "timeseries.parquet")
-    track.write_parquet(out / "fair_track.parquet")
+    shutil.copyfile(replay.track_path, out / "fair_track.parquet")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n")
-    write_report(out / "report.html", summary, fills, series, track, name)
+    write_report(out / "report.html", summary, fills, series, replay.thin_track_frame(), name)
 
 
 def _json_default(o):

@@ -130,3 +130,21 @@ def test_backtrader_engine_on_ccxt_ohlcv_bars(run_cli, tmp_path, demo_config_pat
     summary = json.loads((out / "summary.json").read_text())
     assert summary["limitations"] and "limitations of the bar engine" in res.stdout
     assert pl.read_parquet(out / "fills.parquet").height > 0
+
+
+def test_markouts_from_the_streamed_fair_track_equal_those_from_the_whole_track(two_runs):
+    # the runner keeps only the track rows markouts read; the whole 1 s track is in fair_track.parquet
+    from backtest.metrics import summarize
+
+    res, out = two_runs[0]
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    keys = ("events", "simulated_seconds", "wall_seconds", "equity_initial_raw", "equity_final_raw",
+            "equity_final_after_haircut", "pnl_inventory", "borrow_cost", "default_loss", "venues", "seed", "config")
+    whole = summarize(pl.read_parquet(out / "fills.parquet"), pl.read_parquet(out / "timeseries.parquet"),
+                      pl.read_parquet(out / "fair_track.parquet"), {k: summary[k] for k in keys})
+    for h in (1, 10, 60):
+        assert summary[f"markout_{h}s"] is not None
+        assert whole[f"markout_{h}s"] == summary[f"markout_{h}s"]
+        for venue, block in summary["by_venue"].items():
+            assert whole["by_venue"][venue][f"markout_{h}s"] == block[f"markout_{h}s"]
