@@ -69,20 +69,12 @@ def draw_latency(lat, rng, v, direction) -> np.int64:
 
 
 @njit(cache=True)
-def order_arrival(lat, last_arrive, rng, v, t_local) -> np.int64:
-    """Venue time at which a message we send at ``t_local`` acts at venue ``v`` (never before an earlier one)."""
-    t = t_local + draw_latency(lat, rng, v, ORDER)
-    if t < last_arrive[v]:
-        t = last_arrive[v]
-    last_arrive[v] = t
-    return t
-
-
-@njit(cache=True)
-def report_time(lat, last_report, rng, v, t_venue) -> np.int64:
-    """Local time at which a report venue ``v`` sends at ``t_venue`` reaches us (never before an earlier one)."""
-    t = t_venue + draw_latency(lat, rng, v, RESPONSE)
-    if t < last_report[v]:
-        t = last_report[v]
-    last_report[v] = t
+def deliver(lat, last, rng, v, t_sent, direction) -> np.int64:
+    """When a message sent at ``t_sent`` arrives: ``direction`` ORDER (we -> venue ``v``, venue time,
+    ``last`` = sim.last_arrive) or RESPONSE (venue ``v`` -> us, local time, ``last`` = sim.last_report).
+    Never before an earlier message in the same direction: messages do not overtake."""
+    t = t_sent + draw_latency(lat, rng, v, direction)
+    if t < last[v]:
+        t = last[v]
+    last[v] = t
     return t

@@ -67,7 +67,7 @@ from backtest.book import (
     take_at,
 )
 from backtest.fees import fill_fee
-from backtest.latency import report_time
+from backtest.latency import RESPONSE, deliver
 from backtest.orders import (
     CANCELLED,
     FILLED,
@@ -218,7 +218,7 @@ def venue_arrive_new(sim, slot, oid, t_venue) -> int:
     b = np.int64(o.book)
     s = side_index(o.side)
     opp = 1 - s
-    t_r = report_time(sim.lat, sim.last_report, sim.rng, v, t_venue)
+    t_r = deliver(sim.lat, sim.last_report, sim.rng, v, t_venue, RESPONSE)
     st = sim.status[v]
     if st == VENUE_DEFAULTED:
         _finish(sim, slot, REJECTED, REASON_DEFAULTED, t_r)
@@ -265,7 +265,7 @@ def venue_arrive_cancel(sim, slot, oid, t_venue):
     if o.state != PENDING_CANCEL and o.state != OPEN:
         return  # it finished first (filled, expired or lost); the venue has already said so
     v = np.int64(o.venue)
-    t_r = report_time(sim.lat, sim.last_report, sim.rng, v, t_venue)
+    t_r = deliver(sim.lat, sim.last_report, sim.rng, v, t_venue, RESPONSE)
     if sim.status[v] == VENUE_HALTED:
         if o.state == PENDING_CANCEL:
             set_state(sim.orders, slot, OPEN)
@@ -394,7 +394,7 @@ def _on_level(sim, b, v, s, price, prev, new, ts, is_quote, queue_on) -> int:
     if nc == 0:
         return 0
     _sort_priority(sim, nc, 1 - s)
-    t_r = report_time(sim.lat, sim.last_report, sim.rng, v, ts)
+    t_r = deliver(sim.lat, sim.last_report, sim.rng, v, ts, RESPONSE)
     n = 0
     for j in range(nc):
         lk = find_level(sim.px, sim.nlev, b, s, price)
@@ -454,7 +454,7 @@ def _on_trade(sim, b, v, side, price, size, ts) -> int:
         q = min(o.leaves, size - ahead - taken)
         if q > QTY_EPS:
             if n == 0:
-                t_r = report_time(sim.lat, sim.last_report, sim.rng, v, ts)
+                t_r = deliver(sim.lat, sim.last_report, sim.rng, v, ts, RESPONSE)
             _fill(sim, slot, ts, t_r, o.price, q, True, True)
             taken += q
             n += 1

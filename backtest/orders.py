@@ -36,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from backtest.latency import order_arrival
+from backtest.latency import ORDER, deliver
 from backtest.pending import (
     ACT_CANCEL,
     ACT_NEW,
@@ -237,7 +237,7 @@ def submit_order(sim, venue, instrument, side, price, qty, tif, post_only, tag, 
     o.id = sim.oc[OC_NEXT_ID]
     sim.oc[OC_NEXT_ID] += 1
     o.ts_submit = t_now
-    o.ts_venue = order_arrival(sim.lat, sim.last_arrive, sim.rng, venue, t_now)
+    o.ts_venue = deliver(sim.lat, sim.last_arrive, sim.rng, venue, t_now, ORDER)
     o.ts_ack = 0
     o.ts_done = 0
     o.price = price
@@ -275,7 +275,7 @@ def request_cancel(sim, slot, t_now) -> int:
     v = np.int64(o.venue)
     if room(sim.pq_i, sim.pq_n, v) < 1:
         return QUEUE_FULL
-    t_v = order_arrival(sim.lat, sim.last_arrive, sim.rng, v, t_now)
+    t_v = deliver(sim.lat, sim.last_arrive, sim.rng, v, t_now, ORDER)
     push(sim.pq_i, sim.pq_f, sim.pq_n, v, t_v, ACT_CANCEL, slot, o.id, 0, 0.0, 0.0, 0.0)
     o.cancel_sent = 1
     if o.state == OPEN:

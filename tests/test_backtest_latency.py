@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from backtest.fees import fee_table
-from backtest.latency import ORDER, RESPONSE, draw_latency, latency_table, order_arrival, report_time
+from backtest.latency import ORDER, RESPONSE, deliver, draw_latency, latency_table
 from backtest.matching import venue_on_event, venue_process_actions
 from backtest.orders import GTC, OPEN, PENDING_NEW, TAG_HEDGE, submit_order
 from backtest.pending import ACT_NEW, NEVER, SEQ, SLOT, T, grow_pending, new_pending, peek_time, pop, push
@@ -26,10 +26,10 @@ def test_constant_latency_is_exact():
     rng = new_rng(1)
     last_a = np.zeros(2, dtype=np.int64)
     last_r = np.zeros(2, dtype=np.int64)
-    assert order_arrival(lat, last_a, rng, 0, T0) == T0 + 25 * MS
-    assert report_time(lat, last_r, rng, 0, T0 + 25 * MS) == T0 + 55 * MS
-    assert order_arrival(lat, last_a, rng, 1, T0) == T0 + 400_000
-    assert report_time(lat, last_r, rng, 1, T0) == T0
+    assert deliver(lat, last_a, rng, 0, T0, ORDER) == T0 + 25 * MS
+    assert deliver(lat, last_r, rng, 0, T0 + 25 * MS, RESPONSE) == T0 + 55 * MS
+    assert deliver(lat, last_a, rng, 1, T0, ORDER) == T0 + 400_000
+    assert deliver(lat, last_r, rng, 1, T0, RESPONSE) == T0
     assert np.array_equal(rng, new_rng(1))          # constant latencies draw nothing
 
 
@@ -68,8 +68,8 @@ def test_messages_of_one_venue_never_overtake(send_offsets, seed):
     last_a = np.zeros(1, dtype=np.int64)
     last_r = np.zeros(1, dtype=np.int64)
     sends = T0 + np.sort(np.asarray(send_offsets, dtype=np.int64))
-    arrive = [order_arrival(lat, last_a, rng, 0, t) for t in sends]
-    back = [report_time(lat, last_r, rng, 0, t) for t in arrive]
+    arrive = [deliver(lat, last_a, rng, 0, t, ORDER) for t in sends]
+    back = [deliver(lat, last_r, rng, 0, t, RESPONSE) for t in arrive]
     assert arrive == sorted(arrive) and back == sorted(back)
     assert all(a >= s for a, s in zip(arrive, sends)) and all(r >= a for r, a in zip(back, arrive))
 
