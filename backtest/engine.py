@@ -441,6 +441,7 @@ def fill_context(sim, st, s, now, session, hedge_open, tau):
     c.session = session
     c.hedge_open = 1 if hedge_open else 0
     c.tau = tau
+    c.var_rate = st.sess_weights[session]
     c.size_factor = size_factor(hedge_open, st.cf[C_OFFHOURS])
     c.fair = s.f[F_FAIR]
     c.fair_std = s.f[F_FAIR_STD]

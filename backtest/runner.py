@@ -308,7 +308,7 @@ class Replay:
         venues = np.array(self.tables.venue_names, dtype=object)
         insts = np.array(self.tables.instrument_names, dtype=object)
         return pl.DataFrame({
-            "ts": fills["ts_venue"], "local_ts": fills["ts_local"],
+            "ts": fills["ts_venue"], "arrival_ts": fills["ts_arrival"], "local_ts": fills["ts_local"],
             "venue": pl.Series(venues[fills["venue"].astype(np.int64)], dtype=pl.String),
             "instrument": pl.Series(insts[fills["instrument"].astype(np.int64)], dtype=pl.String),
             "side": fills["side"].astype(np.int8), "price": fills["price"], "qty": fills["qty"], "fee": fills["fee"],
