@@ -36,6 +36,12 @@ A snapshot (a row with ``F_CLEAR``) rebuilds the book; queue estimates of that b
 to the rebuilt sizes at the snapshot's last row (``F_BATCH_END``, or the book's next row with
 another exchange time).
 
+Liquidity we took from a displayed level (by walking the book, or by a crossing level filling a
+resting order) stays taken until the data shows the level refreshed: see backtest.consumed.
+
+Each venue runs on its own clock (:func:`venue_advance`): its market rows act at their ``exch_ts``
+and our messages at their arrival, in venue-time order, whatever the other venues' rows say.
+
 Venue status (set by the engine from scenarios through :func:`venue_set_status`): HALTED = no fills,
 new orders rejected, cancels refused (the order keeps resting); DEFAULTED = every live order at the
 venue is lost (CANCELLED, reason DEFAULTED) and nothing trades there again.
@@ -285,8 +291,8 @@ def venue_arrive_cancel(sim, slot, oid, t_venue):
 def venue_process_actions(sim, v, until) -> int:
     """Carry out our messages due at venue ``v`` before venue time ``until`` (exclusive), in time order.
 
-    The engine calls it with a venue's next market event's ``exch_ts`` before applying that event
-    (so at equal times the market event goes first), and with NEVER at the end of the data.
+    :func:`venue_advance` calls it with the venue's next market row's ``exch_ts`` before applying
+    that row (so at equal times the market row goes first).
     Returns the number of messages carried out, or NEED_FILL_ROOM / NEED_REPORT_ROOM (the message
     due next is kept: make room and call again).
     """
@@ -374,18 +380,32 @@ def venue_advance(sim, events, v, until) -> int:
         sim.xnext[v] = -1
 
 
+@njit(cache=True, inline="always", _nrt=False)
+def venue_idle(sim, events, v, until) -> bool:
+    """True when nothing can happen at venue ``v`` by ``until`` (the common case, decided without a call)."""
+    if sim.pq_n[v] > 0 and sim.pq_i[v, 0, T] <= until:
+        return False
+    k = sim.xnext[v]
+    if k >= 0:
+        return events[k].exch_ts > until
+    n = events.shape[0]
+    return sim.xscan[v] >= n and n > 0 and sim.final[0] == 0 and events[n - 1].local_ts - sim.lmax[v] > until
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def venues_idle(sim, events, until) -> bool:
+    for v in range(sim.dims[0]):
+        if not venue_idle(sim, events, v, until):
+            return False
+    return True
+
+
 @njit(cache=True, _nrt=False)
 def venues_advance(sim, events, until) -> int:
     """:func:`venue_advance` for every venue. Returns 0 or the first negative code."""
-    n = events.shape[0]
     for v in range(sim.dims[0]):
-        # the common case, nothing due at v, decided without a call
-        if sim.pq_n[v] == 0 or sim.pq_i[v, 0, T] > until:
-            if sim.xnext[v] >= 0:
-                if events[sim.xnext[v]].exch_ts > until:
-                    continue
-            elif sim.xscan[v] >= n and n > 0 and sim.final[0] == 0 and events[n - 1].local_ts - sim.lmax[v] > until:
-                continue
+        if venue_idle(sim, events, v, until):
+            continue
         rc = venue_advance(sim, events, v, until)
         if rc < 0:
             return rc

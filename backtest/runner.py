@@ -388,8 +388,23 @@ class Replay:
             "venues": list(self.tables.venue_names),
             "seed": self.cfg.backtest.seed,
             "config": config_path,
-            "book_levels_dropped": int(self.sim.dropped.sum()),
+            "book_levels_dropped": int(self.state.ldropped.sum()),
+            "cancels_retried": int(s.iv[E.I_CANCEL_RETRIES]),
         }
+
+    def warnings(self, fills: pl.DataFrame, series: pl.DataFrame) -> list[str]:
+        """Why this run may have done less than meant (backtest.diagnostics)."""
+        from backtest.diagnostics import run_warnings
+
+        t = self.tables
+        quotable = [v for k, v in enumerate(t.venue_names) if t.quotable[k] == 1]
+        have = {(v, i) for v, i, _ in list_partitions(self.data_dir)}
+        inst = t.instrument_names
+        missing = [v for k, v in enumerate(t.venue_names)
+                   if t.quotable[k] == 1 and (v, inst[int(t.venue_instrument[k])]) not in have]
+        return run_warnings(venues_without_data=missing, fills=fills.height, series=series, quotable=quotable,
+                            levels_dropped=int(self.state.ldropped.sum()), consumed_forgotten=int(self.sim.cevict[0]),
+                            cancels_retried=int(self.state.iv[E.I_CANCEL_RETRIES]))
 
     def final_marks(self) -> dict[str, float]:
         s = self.state
@@ -441,7 +456,8 @@ def run_backtest(
     summary = summarize(fills, series, replay.markout_track(fills), replay.totals(wall, str(config_path)))
     summary["strategy"] = cfg.strategy.name if cfg.strategy else None
     summary["compile_seconds"] = t0 - t_compile
-    summary["book_levels_dropped"] = int(replay.sim.dropped.sum())
+    summary["book_levels_dropped"] = int(replay.state.ldropped.sum())
+    summary["warnings"] = replay.warnings(fills, series)
     if crosscheck:
         from backtest.bt_bridge import crosscheck_with_backtrader
 
