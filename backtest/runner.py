@@ -433,10 +433,20 @@ def run_backtest(
     progress: Progress | None = None,
     chunk_size: int = 1_000_000,
     crosscheck: bool = True,
+    validate: bool = True,
 ) -> tuple[dict[str, Any], Replay]:
-    """Replay the store at ``data_dir``; write outputs to ``out_dir`` (if given); return (summary, replay)."""
+    """Replay the store at ``data_dir``; write outputs to ``out_dir`` (if given); return (summary, replay).
+
+    The store is validated first (data.validate.validate_store: a DataError names the file, row and
+    field of the first problem), so nothing the validator refuses - a NaN price, a crossed book,
+    time going backwards - reaches the simulated venues. ``validate=False`` only for a store the
+    caller has just validated itself."""
     data_dir = Path(data_dir)
     venue_ids, inst_ids = cfg.venue_ids(), cfg.instrument_ids()
+    if validate:
+        from data.validate import validate_store
+
+        validate_store(data_dir, venue_ids, inst_ids)
     lo, hi, _ = data_extent(data_dir, venue_ids)
     start = to_ns(cfg.backtest.start) if cfg.backtest.start else lo
     end = to_ns(cfg.backtest.end) if cfg.backtest.end else hi + 1
