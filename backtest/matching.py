@@ -3,8 +3,9 @@
 All functions take ``sim`` (a :class:`backtest.simvenue.SimVenues` of flat arrays) and are
 ``@njit(cache=True, _nrt=False)``, for the engine loop to call per event with no Python in between
 (no reference counting: see backtest.engine's module doc). The per-event path (:func:`venue_on_event`
-and the level / trade handlers under it) is inlined into its caller: a call passes the ~23 arrays
-of ``sim`` by value, which measured ~75 ns per event.
+and the level / trade handlers under it, and the venue clocks :func:`venues_advance` that call it) is
+inlined into its caller: a call passes the ~30 arrays of ``sim`` by value, which measured ~75 ns per
+event.
 
 Aggressive orders (a limit that crosses the opposite best at arrival, or an IOC) walk the opposite
 side best first up to their limit, one fill per level at the level's price, taker fee; what they
@@ -337,7 +338,7 @@ def _next_row(sim, events, v) -> int:
     return -1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def venue_advance(sim, events, v, until) -> int:
     """Carry out at venue ``v`` everything that happens there at venue time <= ``until`` (ns), in venue
     time order: its own market rows of ``events`` (in row order, at their ``exch_ts``) and our
@@ -367,9 +368,10 @@ def venue_advance(sim, events, v, until) -> int:
         else:
             t_row = events[n - 1].local_ts - sim.lmax[v]  # no unseen row of v is earlier than this
         lim = t_row if t_row <= until else until + 1
-        rc = venue_process_actions(sim, v, lim)
-        if rc < 0:
-            return rc
+        if sim.pq_n[v] > 0 and sim.pq_i[v, 0, T] < lim:
+            rc = venue_process_actions(sim, v, lim)
+            if rc < 0:
+                return rc
         if t_row > until:
             return 0
         if k < 0:
@@ -400,7 +402,7 @@ def venues_idle(sim, events, until) -> bool:
     return True
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def venues_advance(sim, events, until) -> int:
     """:func:`venue_advance` for every venue. Returns 0 or the first negative code."""
     for v in range(sim.dims[0]):
@@ -536,7 +538,7 @@ def _on_level(sim, b, v, s, price, prev, new, ts, is_quote, queue_on) -> int:
 @njit(cache=True, inline="always", _nrt=False)
 def _on_trade(sim, b, v, side, price, size, ts) -> int:
     """A trade of ``size`` at ``price``; ``side`` is the aggressor (+1 buy, -1 sell, 0 unknown)."""
-    if sim.status[v] != VENUE_OK or not (size > 0.0):
+    if not (size > 0.0):
         return 0
     a = side
     if a == 0:
@@ -551,7 +553,11 @@ def _on_trade(sim, b, v, side, price, size, ts) -> int:
         else:
             return 0
     hs = 1 if a > 0 else 0  # the book side the aggressor hits
+    # the print refreshes the levels it met even while our simulated venue is halted: the data's
+    # market traded them
     traded_through(sim.cpx, sim.cq, sim.cn, b, hs, price, size)
+    if sim.status[v] != VENUE_OK:
+        return 0
     nc = 0
     for k in range(sim.oc[OC_NREST]):
         slot = sim.rest[k]
