@@ -46,9 +46,11 @@ TEMPLATE = go.layout.Template(
         colorway=[f[0] for f in VENUE_FAMILIES],
         xaxis=dict(gridcolor="#e6e6e6", linecolor="#999", showline=True, ticks="outside", zeroline=False),
         yaxis=dict(gridcolor="#e6e6e6", linecolor="#999", showline=True, ticks="outside", zerolinecolor="#999"),
-        margin=dict(l=80, r=20, t=70, b=50),
+        # a fixed right margin that holds the legend, so every chart's plot area has the same width
+        # and the linked time axes line up down the page
+        margin=dict(l=80, r=210, t=70, b=50, autoexpand=False),
         hoverlabel=dict(namelength=-1),
-        legend=dict(font=dict(size=11), tracegroupgap=0, itemsizing="constant"),
+        legend=dict(font=dict(size=11), tracegroupgap=0, itemsizing="constant", x=1.01, xanchor="left", y=1, yanchor="top"),
     )
 )
 
@@ -266,7 +268,9 @@ def time_figure(
     if span_ns is not None and span_ns[1] > span_ns[0]:
         fig.update_xaxes(range=[span_ns[0] / NS_PER_MS, span_ns[1] / NS_PER_MS])
     fig.update_xaxes(rangeselector=dict(buttons=_RANGE_BUTTONS, x=0, y=1.0, yanchor="bottom"), row=1, col=1)
-    fig.update_xaxes(title_text="time (UTC)", rangeslider=dict(visible=slider, thickness=0.08), row=n, col=1)
+    fig.update_xaxes(title_text="time (UTC)", rangeslider=dict(visible=slider, thickness=0.1), row=n, col=1)
+    if slider:  # the slider sits under the axis, in the bottom margin (which does not grow by itself)
+        fig.update_layout(margin_b=TEMPLATE.layout.margin.b + 0.14 * height)
     return fig
 
 

@@ -322,7 +322,8 @@ def fmt(v: Any, kind: str) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return format(v, FORMATS[kind])
+        text = format(v, FORMATS[kind])
+        return text[1:] if text.startswith("-") and not any(c in text for c in "123456789") else text  # no "-0.00"
     return str(v)
 
 

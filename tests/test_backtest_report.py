@@ -280,6 +280,7 @@ def test_every_table_column_has_its_unit_and_numbers_one_format_per_kind(html):
     assert fmt(1234.5, "money") == "1,234.50" and fmt(0.12345, "per_unit") == "0.1235"
     assert fmt(0.421, "share") == "42.1%" and fmt(12.34, "bps") == "12.3" and fmt(20985, "count") == "20,985"
     assert fmt(None, "money") == "-" and fmt(float("nan"), "bps") == "-"
+    assert fmt(-4e-10, "money") == "0.00" and fmt(-0.004, "share") == "-0.4%"
     assert set(FORMATS) >= set(UNITS)
 
 
