@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -399,6 +401,24 @@ setTimeout(function () {
 </script>"""
 
 
+def _headless_dom(page: Path, timeout_s: float = 180) -> tuple[str, str]:
+    """The DOM of ``page`` after its scripts ran, from headless Chromium in a throwaway profile; on
+    timeout the browser's whole process group (it was started in its own session) is killed."""
+    with tempfile.TemporaryDirectory(prefix="sb-chromium-") as profile:
+        proc = subprocess.Popen(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        try:
+            return proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail(f"headless Chromium did not finish within {timeout_s} s")
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (Debian package chromium)")
 def test_report_renders_in_headless_chromium(html, tmp_path):
     """Every figure is drawn (Plotly's svg.main-svg inside each chart div) and zooming one time chart
@@ -407,15 +427,9 @@ def test_report_renders_in_headless_chromium(html, tmp_path):
     b = a + 3600 * 1000
     page = tmp_path / "probe.html"
     page.write_text(html.replace("</body>", _PROBE % {"a": a, "b": b} + "</body>"), encoding="utf-8")
-    with tempfile.TemporaryDirectory(prefix="sb-chromium-") as profile:
-        out = subprocess.run(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=180,
-        )
-    m = re.search(r'<pre id="probe">(.*?)</pre>', out.stdout, re.S)
-    assert m, out.stderr[-2000:]
+    stdout, stderr = _headless_dom(page)
+    m = re.search(r'<pre id="probe">(.*?)</pre>', stdout, re.S)
+    assert m, stderr[-2000:]
     probe = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert sorted(probe["charts"]) == sorted(f"fig-{n}" for n in TIME_CHARTS + BAR_CHARTS)
     for fig_id, c in probe["charts"].items():
