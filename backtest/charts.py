@@ -13,6 +13,7 @@ base64). Long lines are thinned before they are handed to Plotly:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +109,34 @@ def drop_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = np.r_[True, ~same]
     keep[-1] = True
     return x[keep], y[keep]
+
+
+def nice_axis(lo: float, hi: float, *, from_zero: bool = False, ticks: int = 5) -> dict:
+    """y-axis settings whose range starts and ends on a tick and holds [lo, hi] with a little room.
+
+    Steps are 1, 2, 2.5 or 5 x a power of ten; ``from_zero`` puts 0 in the range (and at its end when
+    the data do not cross it). The page's script applies the same rule when a zoom refits an axis.
+    """
+    if from_zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = hi - lo
+    if not span > 0:
+        half = abs(hi) * 0.01 or 1.0
+        lo, hi, span = (lo, hi + 2 * half, 2 * half) if from_zero and lo == 0 else (lo - half, hi + half, 2 * half)
+    pad = span * 0.03
+    raw = (span + 2 * pad) / ticks
+    mag = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    a = 0.0 if from_zero and lo == 0 else math.floor((lo - pad) / step) * step
+    b = 0.0 if from_zero and hi == 0 else math.ceil((hi + pad) / step) * step
+    return dict(range=[a, b], tickmode="linear", tick0=0.0, dtick=step)
+
+
+def _y_extent(traces: list) -> tuple[float, float] | None:
+    ys = [np.asarray(t.y, dtype=np.float64) for t in traces if t.y is not None]
+    ys = [y[np.isfinite(y)] for y in ys]
+    ys = [y for y in ys if len(y)]
+    return (min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)) if ys else None
 
 
 def time_line(
@@ -254,7 +283,10 @@ def time_figure(
     for row, panel in enumerate(panels, start=1):
         for trace in panel.traces:
             fig.add_trace(trace, row=row, col=1)
-        fig.update_yaxes(title_text=panel.y_title, rangemode="tozero" if panel.y_from_zero else "normal", row=row, col=1)
+        extent = _y_extent(panel.traces)
+        axis = nice_axis(*extent, from_zero=panel.y_from_zero) if extent else {}
+        fig.update_yaxes(title_text=panel.y_title, rangemode="tozero" if panel.y_from_zero else "normal",
+                         **axis, row=row, col=1)
     fig.update_layout(
         template=TEMPLATE,
         title=dict(text=title, x=0, xanchor="left"),
@@ -299,5 +331,5 @@ def bar_figure(
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0, xanchor="left"), height=height,
                       barmode="group", showlegend=True, hovermode="closest")
     fig.update_xaxes(title_text=x_title)
-    fig.update_yaxes(title_text=y_title, zeroline=True)
+    fig.update_yaxes(title_text=y_title, zeroline=True, **nice_axis(*_y_extent(bars), from_zero=True))
     return fig

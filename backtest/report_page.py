@@ -37,62 +37,102 @@ _BOOT_JS = """
     var spec = JSON.parse(node.textContent);
     var div = document.getElementById(node.dataset.target);
     Plotly.newPlot(div, spec.data, spec.layout, config);
-    if (div.dataset.time === '1') { timeCharts.push(div); initial[div.id] = (spec.layout.xaxis || {}).range; }
+    if (div.dataset.time !== '1') return;
+    timeCharts.push(div);
+    var axes = {};  // the initial ranges and ticks, for a reset
+    Object.keys(spec.layout).forEach(function (k) {
+      var a = spec.layout[k];
+      if (/^[xy]axis\\d*$/.test(k) && a.range) axes[k] = {range: a.range.slice(), dtick: a.dtick};
+    });
+    initial[div.id] = axes;
   });
   function toMs(v) { return typeof v === 'number' ? v : Date.parse(String(v).replace(' ', 'T') + 'Z'); }
-  function xRange(ev) {
-    for (var k in ev) {
-      var m = /^xaxis\\d*\\.range\\[0\\]$/.exec(k);
-      if (m) return [toMs(ev[k]), toMs(ev[k.replace('[0]', '[1]')])];
-      if (/^xaxis\\d*\\.range$/.test(k)) return [toMs(ev[k][0]), toMs(ev[k][1])];
-      if (/^xaxis\\d*\\.autorange$/.test(k)) return 'auto';
-    }
-    return null;
+  function niceStep(span, ticks) {  // 1, 2, 2.5 or 5 x a power of ten (charts.nice_axis)
+    var raw = span / ticks, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    return [1, 2, 2.5, 5, 10].map(function (m) { return m * mag; }).find(function (s) { return s >= raw; });
   }
-  function fitY(div, r) {
+  function niceAxis(lo, hi, zero) {  // the same rule as charts.nice_axis
+    if (zero) { lo = Math.min(lo, 0); hi = Math.max(hi, 0); }
+    var span = hi - lo;
+    if (!(span > 0)) { var h = Math.abs(hi) * 0.01 || 1; if (zero && lo === 0) hi += 2 * h; else { lo -= h; hi += h; } span = 2 * h; }
+    var pad = span * 0.03, step = niceStep(span + 2 * pad, 5);
+    var a = zero && lo === 0 ? 0 : Math.floor((lo - pad) / step) * step;
+    var b = zero && hi === 0 ? 0 : Math.ceil((hi + pad) / step) * step;
+    return {range: [a, b], dtick: step};
+  }
+  function axisRanges(ev, letter) {  // {axis name: [lo, hi]} or 'auto' from a relayout event
+    var out = {}, auto = false, re = new RegExp('^(' + letter + 'axis\\\\d*)\\\\.(range\\\\[0\\\\]|range|autorange)$');
+    Object.keys(ev).forEach(function (k) {
+      var m = re.exec(k);
+      if (!m) return;
+      if (m[2] === 'autorange') auto = true;
+      else if (m[2] === 'range') out[m[1]] = [ev[k][0], ev[k][1]];
+      else out[m[1]] = [ev[k], ev[m[1] + '.range[1]']];
+    });
+    return auto ? 'auto' : out;
+  }
+  function fitY(div, r, skip) {  // each y axis to the data inside the time window [r0, r1]
     var upd = {}, lim = {};
     (div._fullData || div.data).forEach(function (t) {
       if (t.visible === 'legendonly' || !t.x || !t.y) return;
       var ax = 'yaxis' + (t.yaxis && t.yaxis !== 'y' ? t.yaxis.slice(1) : '');
       var l = lim[ax] || (lim[ax] = [Infinity, -Infinity]);
-      for (var i = 0; i < t.x.length; i++) {
+      var line = (t.mode || '').indexOf('lines') >= 0, step = line && t.line && t.line.shape === 'hv';
+      var before = -1, after = -1;  // a line also shows the value it enters the window with (and, unless
+      for (var i = 0; i < t.x.length; i++) {  // drawn as steps, the one it leaves towards)
         var x = t.x[i], y = t.y[i];
-        if (x >= r[0] && x <= r[1] && isFinite(y) && y !== null) { if (y < l[0]) l[0] = y; if (y > l[1]) l[1] = y; }
+        if (x < r[0]) before = i;
+        else if (x > r[1]) { if (after < 0) after = i; }
+        else if (y !== null && isFinite(y)) { if (y < l[0]) l[0] = y; if (y > l[1]) l[1] = y; }
       }
+      [line ? before : -1, line && !step ? after : -1].forEach(function (i) {
+        var y = i >= 0 ? t.y[i] : null;
+        if (y !== null && isFinite(y)) { if (y < l[0]) l[0] = y; if (y > l[1]) l[1] = y; }
+      });
     });
     Object.keys(lim).forEach(function (ax) {
       var l = lim[ax];
-      if (!(l[0] <= l[1])) return;
-      var zero = (div.layout[ax] || {}).rangemode === 'tozero';
-      if (zero) { l[0] = Math.min(l[0], 0); l[1] = Math.max(l[1], 0); }
-      var pad = (l[1] - l[0]) * 0.06 || Math.abs(l[1]) * 0.01 || 1;
-      upd[ax + '.range'] = [zero && l[0] === 0 ? 0 : l[0] - pad, zero && l[1] === 0 ? 0 : l[1] + pad];
+      if (skip[ax] || !(l[0] <= l[1])) return;
+      var n = niceAxis(l[0], l[1], (div.layout[ax] || {}).rangemode === 'tozero');
+      upd[ax + '.range'] = n.range;
+      upd[ax + '.dtick'] = n.dtick;
     });
     return upd;
   }
   var shared = null;
-  function apply(r) {
+  function apply(r, src, userY) {
     shared = r;
     timeCharts.forEach(function (div) {
-      var upd = {};
+      var upd = {}, init = initial[div.id];
       Object.keys(div.layout).forEach(function (k) {
-        if (/^xaxis\\d*$/.test(k)) {
-          if (r !== 'auto') upd[k + '.range'] = r;
-          else if (initial[div.id]) upd[k + '.range'] = initial[div.id].slice();
+        if (!/^[xy]axis\\d*$/.test(k)) return;
+        if (r === 'auto') {
+          if (init[k]) { upd[k + '.range'] = init[k].range.slice(); if (init[k].dtick) upd[k + '.dtick'] = init[k].dtick; }
           else upd[k + '.autorange'] = true;
-        }
-        if (/^yaxis\\d*$/.test(k) && r === 'auto') upd[k + '.autorange'] = true;
+        } else if (k[0] === 'x') upd[k + '.range'] = r;
       });
-      if (r !== 'auto') Object.assign(upd, fitY(div, r));
+      if (r !== 'auto') Object.assign(upd, fitY(div, r, div === src ? userY : {}));
+      if (div === src) Object.keys(userY).forEach(function (ax) {  // a box zoom keeps its y range; ticks to suit
+        var y = userY[ax];
+        upd[ax + '.dtick'] = niceStep(Math.abs(y[1] - y[0]), 5);
+      });
       Plotly.relayout(div, upd);
     });
   }
   timeCharts.forEach(function (div) {
     div.on('plotly_relayout', function (ev) {
-      var r = xRange(ev);
-      if (r === null) return;
+      var xr = axisRanges(ev, 'x'), yr = axisRanges(ev, 'y');
+      var userY = yr === 'auto' ? {} : yr;
+      var keys = xr === 'auto' ? ['auto'] : Object.keys(xr);
+      if (!keys.length) {  // a y-only zoom: keep it, ticks to suit
+        var upd = {};
+        Object.keys(userY).forEach(function (ax) { upd[ax + '.dtick'] = niceStep(Math.abs(userY[ax][1] - userY[ax][0]), 5); });
+        if (Object.keys(upd).length) Plotly.relayout(div, upd);
+        return;
+      }
+      var r = xr === 'auto' ? 'auto' : xr[keys[0]].map(toMs);
       if (r === 'auto' ? shared === 'auto' : (shared && shared !== 'auto' && Math.abs(r[0] - shared[0]) < 1 && Math.abs(r[1] - shared[1]) < 1)) return;
-      apply(r);
+      apply(r, div, userY);
     });
   });
 })();

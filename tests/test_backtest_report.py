@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from backtest.charts import MAX_LINE_POINTS, VENUE_FAMILIES, downsample_minmax, drop_repeats
+from backtest.charts import MAX_LINE_POINTS, VENUE_FAMILIES, downsample_minmax, drop_repeats, nice_axis
 from backtest.metrics import daily_sharpe, summarize
 from backtest.report import FORMATS, SESSION_SHADES, UNITS, fmt, session_runs, write_report
 from backtest.report_page import read_figures
@@ -337,8 +337,38 @@ def test_time_charts_start_on_the_run_and_cover_their_data(week, figures):
     for name in TIME_CHARTS:
         fig = figures[f"fig-{name}"]
         assert fig["layout"]["xaxis"]["range"] == span, name
-        # no fixed y range: Plotly's autorange covers every point (the page refits on zoom)
-        assert all("range" not in a for k, a in fig["layout"].items() if k.startswith("yaxis")), name
+
+
+def _on_tick(v, step):
+    return abs(v / step - round(v / step)) < 1e-9
+
+
+def test_every_y_axis_ends_on_ticks_and_holds_its_data(figures):
+    """No line below the lowest tick or above the highest: each y range ends on a tick and holds its traces."""
+    for fig_id, fig in figures.items():
+        layout = fig["layout"]
+        for key, axis in layout.items():
+            if not key.startswith("yaxis"):
+                continue
+            lo, hi = axis["range"]
+            assert axis["tickmode"] == "linear" and _on_tick(lo, axis["dtick"]) and _on_tick(hi, axis["dtick"]), (fig_id, key)
+            ref = "y" + key[5:]
+            ys = [np.asarray(t["y"], dtype=np.float64) for t in fig["data"] if t.get("yaxis", "y") == ref]
+            ys = np.concatenate(ys)
+            ys = ys[np.isfinite(ys)]
+            assert lo < ys.min() or (lo == 0 == ys.min()), (fig_id, key, lo, ys.min())
+            assert ys.max() < hi, (fig_id, key, hi, ys.max())
+            assert 3 <= (hi - lo) / axis["dtick"] <= 12, (fig_id, key)
+
+
+def test_nice_axis():
+    assert nice_axis(0.0, 9.0) == {"range": [-2.0, 10.0], "tickmode": "linear", "tick0": 0.0, "dtick": 2.0}
+    assert nice_axis(20_000.0, 26_000.0, from_zero=True)["range"] == [0.0, 30_000.0]
+    assert nice_axis(0.0, 60_000.0, from_zero=True)["range"] == [0.0, 80_000.0]  # the cap is not drawn on the frame
+    r = nice_axis(209.07, 211.31)
+    assert r["dtick"] == 0.5 and r["range"] == [209.0, 211.5]
+    assert nice_axis(5.0, 5.0)["range"][0] < 5.0 < nice_axis(5.0, 5.0)["range"][1]
+    assert nice_axis(-323.3, 1824.4, from_zero=True) == {"range": [-500.0, 2000.0], "tickmode": "linear", "tick0": 0.0, "dtick": 500.0}
 
 
 def test_long_series_are_thinned(figures, html):
@@ -389,9 +419,11 @@ setTimeout(function () {
   });
   Plotly.relayout(document.getElementById('fig-quotes-bybit'), {'xaxis.range': [%(a)f, %(b)f]}).then(function () {
     setTimeout(function () {
-      out.ranges = {};
+      out.ranges = {}; out.y = {};
       document.querySelectorAll('div.sb-chart[data-time="1"]').forEach(function (d) {
         out.ranges[d.id] = d.layout.xaxis.range.map(function (v) { return typeof v === 'number' ? v : Date.parse(v.replace(' ', 'T') + 'Z'); });
+        out.y[d.id] = Object.keys(d.layout).filter(function (k) { return /^yaxis/.test(k); }).map(function (k) {
+          return [d.layout[k].range[0], d.layout[k].range[1], d.layout[k].dtick]; });
       });
       var pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
       document.body.appendChild(pre);
@@ -436,3 +468,10 @@ def test_report_renders_in_headless_chromium(html, tmp_path):
         assert c["rendered"] and c["svgs"] >= 2 and c["points"] > 0, (fig_id, c)
     for fig_id, r in probe["ranges"].items():
         assert r == pytest.approx([a, b], abs=1), fig_id
+    # and each y axis was refitted to the hour, again ending on ticks
+    for fig_id, axes in probe["y"].items():
+        for lo, hi, step in axes:
+            assert _on_tick(lo, step) and _on_tick(hi, step) and 3 <= (hi - lo) / step <= 12, (fig_id, lo, hi, step)
+    before = read_figures(html)["fig-inventory"]["layout"]["yaxis"]["range"]
+    after = probe["y"]["fig-inventory"][0]
+    assert after[1] - after[0] < before[1] - before[0]
