@@ -111,7 +111,7 @@ def drop_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def nice_axis(lo: float, hi: float, *, from_zero: bool = False, ticks: int = 5) -> dict:
+def nice_axis(lo: float, hi: float, *, from_zero: bool = False, ticks: int = 6) -> dict:
     """y-axis settings whose range starts and ends on a tick and holds [lo, hi] with a little room.
 
     Steps are 1, 2, 2.5 or 5 x a power of ten; ``from_zero`` puts 0 in the range (and at its end when

@@ -55,7 +55,7 @@ _BOOT_JS = """
     if (zero) { lo = Math.min(lo, 0); hi = Math.max(hi, 0); }
     var span = hi - lo;
     if (!(span > 0)) { var h = Math.abs(hi) * 0.01 || 1; if (zero && lo === 0) hi += 2 * h; else { lo -= h; hi += h; } span = 2 * h; }
-    var pad = span * 0.03, step = niceStep(span + 2 * pad, 5);
+    var pad = span * 0.03, step = niceStep(span + 2 * pad, 6);
     var a = zero && lo === 0 ? 0 : Math.floor((lo - pad) / step) * step;
     var b = zero && hi === 0 ? 0 : Math.ceil((hi + pad) / step) * step;
     return {range: [a, b], dtick: step};
@@ -99,6 +99,11 @@ _BOOT_JS = """
     });
     return upd;
   }
+  function ticksFor(yRanges) {  // tick spacing to suit y ranges the user chose
+    var upd = {};
+    Object.keys(yRanges).forEach(function (ax) { upd[ax + '.dtick'] = niceStep(Math.abs(yRanges[ax][1] - yRanges[ax][0]), 6); });
+    return upd;
+  }
   var shared = null;
   function apply(r, src, userY) {
     shared = r;
@@ -112,10 +117,7 @@ _BOOT_JS = """
         } else if (k[0] === 'x') upd[k + '.range'] = r;
       });
       if (r !== 'auto') Object.assign(upd, fitY(div, r, div === src ? userY : {}));
-      if (div === src) Object.keys(userY).forEach(function (ax) {  // a box zoom keeps its y range; ticks to suit
-        var y = userY[ax];
-        upd[ax + '.dtick'] = niceStep(Math.abs(y[1] - y[0]), 5);
-      });
+      if (div === src) Object.assign(upd, ticksFor(userY));  // a box zoom keeps its y range
       Plotly.relayout(div, upd);
     });
   }
@@ -124,9 +126,8 @@ _BOOT_JS = """
       var xr = axisRanges(ev, 'x'), yr = axisRanges(ev, 'y');
       var userY = yr === 'auto' ? {} : yr;
       var keys = xr === 'auto' ? ['auto'] : Object.keys(xr);
-      if (!keys.length) {  // a y-only zoom: keep it, ticks to suit
-        var upd = {};
-        Object.keys(userY).forEach(function (ax) { upd[ax + '.dtick'] = niceStep(Math.abs(userY[ax][1] - userY[ax][0]), 5); });
+      if (!keys.length) {  // a y-only zoom: keep it
+        var upd = ticksFor(userY);
         if (Object.keys(upd).length) Plotly.relayout(div, upd);
         return;
       }
