@@ -127,14 +127,7 @@ def write_report(
             (f"quotes-{v}", f"Quotes, market and fills at {v}", _quotes_chart(v, fills, timeseries, frame), True)
             for v in venues
         ),
-        ("inventory", "Inventory and net delta", time_figure(
-            "Inventory per venue (tokens/shares) and net delta (share-equivalents)",
-            [Panel("", "tokens/shares", [
-                *(time_line(v, ts, column(timeseries, f"pos_{v}"), colors[v][0], kind="qty", step=True) for v in venues),
-                time_line("net delta", ts, column(timeseries, "net_delta"), "#000000", kind="qty", step=True, dash="dash"),
-            ])],
-            **frame,
-        ), True),
+        ("inventory", "Inventory and net delta", _inventory_chart(venues, timeseries, colors, frame), True),
         ("exposure", "Exposure against caps", _exposure_chart(venues, timeseries, colors, frame), True),
         ("spread", "Median spread by session", _spread_chart(summary), False),
         ("markouts", "Markouts", _markout_chart(summary, colors), False),
@@ -266,6 +259,18 @@ def _quotes_chart(venue: str, fills: pl.DataFrame, ts: pl.DataFrame, frame: dict
                        **frame, hovermode="closest", height=440)
 
 
+def _inventory_chart(venues: list[str], ts: pl.DataFrame, colors: dict[str, tuple[str, str]], frame: dict):
+    t = column(ts, "ts")
+    return time_figure(
+        "Inventory per venue (tokens/shares) and net delta (share-equivalents)",
+        [Panel("", "tokens/shares", [
+            *(time_line(v, t, column(ts, f"pos_{v}"), colors[v][0], kind="qty", step=True) for v in venues),
+            time_line("net delta", t, column(ts, "net_delta"), "#000000", kind="qty", step=True, dash="dash"),
+        ])],
+        **frame,
+    )
+
+
 def _exposure_chart(venues: list[str], ts: pl.DataFrame, colors: dict[str, tuple[str, str]], frame: dict):
     """One panel per venue, from 0: exposure solid in the venue's colour, its cap dashed in a darker shade."""
     t = column(ts, "ts")
@@ -301,9 +306,12 @@ def _markout_chart(s: dict[str, Any], colors: dict[str, tuple[str, str]]):
 
 
 def _summary_table(s: dict[str, Any], sharpe: float | None, n_daily: int) -> str:
-    rows = [(label, fmt(s.get(key), kind), UNITS[kind]) for key, label, kind in _SUMMARY_ROWS]
-    shown = fmt(sharpe, "ratio") if sharpe is not None else f"not shown ({n_daily} daily returns)"
-    rows.insert(13, ("Sharpe (annualised, daily returns)", shown, UNITS["ratio"]))
+    rows = []
+    for key, label, kind in _SUMMARY_ROWS:
+        if key == "max_drawdown":  # the risk figures together
+            shown = fmt(sharpe, "ratio") if sharpe is not None else f"not shown ({n_daily} daily returns)"
+            rows.append(("Sharpe (annualised, daily returns)", shown, UNITS["ratio"]))
+        rows.append((label, fmt(s.get(key), kind), UNITS[kind]))
     body = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td><td>{escape(c)}</td></tr>" for a, b, c in rows)
     return f"<table><tr><th>metric</th><th>value</th><th>unit</th></tr>{body}</table>"
 
