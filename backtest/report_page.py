@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from html import escape
+from html import escape, unescape
 
 import numpy as np
 import plotly.graph_objects as go
@@ -143,6 +143,7 @@ _BOOT_JS = """
 def figure_block(fig_id: str, fig: go.Figure, *, time_axis: bool) -> str:
     """The ``<div>`` a figure is drawn into and its JSON (``</`` escaped so no string can end the script)."""
     spec = fig.to_json().replace("</", "<\\/")
+    fig_id = escape(fig_id)  # venue names go into ids
     return (
         f'<div class="sb-chart" id="{fig_id}" data-time="{1 if time_axis else 0}"></div>\n'
         f'<script type="application/json" class="sb-figure" data-target="{fig_id}">{spec}</script>'
@@ -167,7 +168,7 @@ _FIGURE_RE = re.compile(
 
 def read_figures(html: str) -> dict[str, dict]:
     """Every figure's spec in the page by its div id, with Plotly's base64 arrays decoded to numpy."""
-    return {fig_id: _decode(json.loads(spec)) for fig_id, spec in _FIGURE_RE.findall(html)}
+    return {unescape(fig_id): _decode(json.loads(spec)) for fig_id, spec in _FIGURE_RE.findall(html)}
 
 
 def _decode(value):
