@@ -284,7 +284,7 @@ def _exposure_chart(venues: list[str], ts: pl.DataFrame, colors: dict[str, tuple
             time_line(f"{v} cap", t, cap, dark, kind="money", step=True, dash="dash", width=2),
         ], y_from_zero=True))
     return time_figure("Exposure per venue against its cap (quote ccy)", panels, **frame,
-                       height=140 + 170 * len(venues))
+                       height=140 + 210 * len(venues))
 
 
 def _spread_chart(s: dict[str, Any]):
