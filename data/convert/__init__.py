@@ -7,11 +7,13 @@ Layouts are documented in each module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from data.convert import ccxt_json, lobster, nbbo, tardis
 from data.convert.source import ConvertReport, Job, read_header
+from data.store import StagedStore
 from stockbridge.errors import DataError
 
 FORMATS = ("tardis", "lobster", "nbbo", "trades-csv", "ccxt-trades", "ccxt-ohlcv")
@@ -26,9 +28,21 @@ _SINGLE = {
 
 
 def convert_files(fmt: str, inputs: list[str | Path], job: Job) -> list[ConvertReport]:
-    """Convert each input (for ``lobster``: MESSAGE ORDERBOOK pairs, in that order) with ``job``."""
+    """Convert each input (for ``lobster``: MESSAGE ORDERBOOK pairs, in that order) with ``job``.
+
+    Events are staged beside the store and moved in only when every input converted (see
+    :class:`data.store.StagedStore`): an error leaves the store as it was. A partition already
+    holding rows of a kind being written is refused unless ``job.mode`` is ``append`` or ``overwrite``.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if job.out is not None and not isinstance(job.out, StagedStore):
+        with StagedStore(job.out, job.mode) as staged:
+            return _convert(fmt, inputs, dataclasses.replace(job, out=staged))
+    return _convert(fmt, inputs, job)
+
+
+def _convert(fmt: str, inputs: list[str | Path], job: Job) -> list[ConvertReport]:
     if fmt == "lobster":
         if len(inputs) % 2:
             raise DataError(str(inputs[-1]), None, None, "LOBSTER inputs come in pairs: MESSAGE ORDERBOOK [MESSAGE ORDERBOOK ...]")
