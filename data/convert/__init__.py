@@ -1,7 +1,8 @@
 """Converters from public tick-data formats into the Parquet store; each validates as it goes.
 
 Formats: ``tardis`` (Tardis.dev CSV, any data type), ``lobster`` (message + orderbook pairs),
-``nbbo`` and ``trades-csv`` (plain CSV), ``ccxt-trades`` and ``ccxt-ohlcv`` (JSON saved from ccxt).
+``nbbo`` and ``trades-csv`` (plain CSV), ``ccxt-trades`` and ``ccxt-ohlcv`` (JSON saved from ccxt),
+``hftbacktest`` (its ``.npz`` event files).
 Layouts are documented in each module.
 """
 
@@ -11,12 +12,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from data.convert import ccxt_json, lobster, nbbo, tardis
+from data.convert import ccxt_json, hftbacktest, lobster, nbbo, tardis
 from data.convert.source import ConvertReport, Job, read_header
 from data.store import StagedStore
 from stockbridge.errors import DataError
 
-FORMATS = ("tardis", "lobster", "nbbo", "trades-csv", "ccxt-trades", "ccxt-ohlcv")
+FORMATS = ("tardis", "lobster", "nbbo", "trades-csv", "ccxt-trades", "ccxt-ohlcv", "hftbacktest")
 
 _SINGLE = {
     "tardis": tardis.convert,
@@ -24,6 +25,7 @@ _SINGLE = {
     "trades-csv": nbbo.convert_trades,
     "ccxt-trades": ccxt_json.convert_trades,
     "ccxt-ohlcv": ccxt_json.convert_ohlcv,
+    "hftbacktest": hftbacktest.convert,
 }
 
 
@@ -54,7 +56,10 @@ def detect_format(path: str | Path) -> str | None:
     """The format of a source file from its content, where that is unambiguous (not LOBSTER)."""
     path = Path(path)
     with open(path, "rb") as fh:
-        start = fh.read(64).lstrip()[:1]
+        head = fh.read(64)
+    if head[:4] == b"PK\x03\x04" or head[:6] == b"\x93NUMPY":
+        return "hftbacktest"
+    start = head.lstrip()[:1]
     if start == b"[":
         data = json.loads(path.read_text(encoding="utf-8"))
         if data and isinstance(data[0], dict):

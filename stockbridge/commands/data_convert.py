@@ -25,6 +25,7 @@ class Format(str, Enum):
     trades_csv = "trades-csv"
     ccxt_trades = "ccxt-trades"
     ccxt_ohlcv = "ccxt-ohlcv"
+    hftbacktest = "hftbacktest"
 
 
 def _print_reports(title: str, reports, written_label: str) -> None:
@@ -47,7 +48,7 @@ def _print_reports(title: str, reports, written_label: str) -> None:
 
 
 def convert(
-    fmt: Format = typer.Argument(..., metavar="FORMAT", help="tardis, lobster, nbbo, trades-csv, ccxt-trades or ccxt-ohlcv"),
+    fmt: Format = typer.Argument(..., metavar="FORMAT", help="tardis, lobster, nbbo, trades-csv, ccxt-trades, ccxt-ohlcv or hftbacktest"),
     inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="source files (lobster: MESSAGE ORDERBOOK pairs)"),
     config: Path = typer.Option(..., "--config", help="TOML config naming the venue and its symbols"),
     venue: str = typer.Option(..., "--venue", help="venue (a [venues] table of the config) the data comes from"),
@@ -144,7 +145,27 @@ def _print_store_check(report) -> None:
         console.print(problems)
 
 
+def export_hftbacktest(
+    store: Path = typer.Argument(..., help="directory of the Parquet event store"),
+    config: Path = typer.Option(..., "--config", help="TOML config (venue/instrument ids, clock offsets)"),
+    venue: str = typer.Option(..., "--venue", help="venue to export"),
+    instrument: str = typer.Option(..., "--instrument", help="instrument to export"),
+    out: Path = typer.Option(..., "--out", help="hftbacktest event file to write (.npz, array 'data')"),
+) -> None:
+    """Write one venue/instrument of a store as an hftbacktest .npz event file (local_ts with clock offsets applied)."""
+    from data.convert.hftbacktest import export_store
+
+    cfg = load_config(config)
+    for key, name, known in (("venue", venue, cfg.venues), ("instrument", instrument, cfg.instruments)):
+        if name not in known:
+            raise DataError(str(config), None, key, f"unknown {key} '{name}' (known: {', '.join(known)})")
+    got = export_store(store, cfg, venue, instrument, out)
+    skipped = ", ".join(f"{n:,} {why}" for why, n in got["skipped"].items()) or "none"
+    _console().print(f"{out}: {got['rows']:,} hftbacktest rows from {got['events']:,} events of {venue}/{instrument}; skipped: {skipped}", soft_wrap=True)
+
+
 def register(data_app: typer.Typer) -> None:
-    """Add `convert` and `validate` to the `stockbridge data` group."""
+    """Add `convert`, `validate` and `export-hftbacktest` to the `stockbridge data` group."""
     data_app.command("convert")(convert)
     data_app.command("validate")(validate)
+    data_app.command("export-hftbacktest")(export_hftbacktest)
