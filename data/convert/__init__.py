@@ -2,7 +2,8 @@
 
 Formats: ``tardis`` (Tardis.dev CSV, any data type), ``lobster`` (message + orderbook pairs),
 ``nbbo`` and ``trades-csv`` (plain CSV), ``ccxt-trades`` and ``ccxt-ohlcv`` (JSON saved from ccxt),
-``hftbacktest`` (its ``.npz`` event files).
+``hftbacktest`` (its ``.npz`` event files), ``binance`` and ``bybit`` (raw websocket captures, see
+``data.convert.capture``).
 Layouts are documented in each module.
 """
 
@@ -12,12 +13,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from data.convert import ccxt_json, hftbacktest, lobster, nbbo, tardis
+from data.convert import capture, ccxt_json, hftbacktest, lobster, nbbo, tardis
 from data.convert.source import ConvertReport, Job, read_header
 from data.store import StagedStore
 from stockbridge.errors import DataError
 
-FORMATS = ("tardis", "lobster", "nbbo", "trades-csv", "ccxt-trades", "ccxt-ohlcv", "hftbacktest")
+FORMATS = ("tardis", "lobster", "nbbo", "trades-csv", "ccxt-trades", "ccxt-ohlcv", "hftbacktest", "binance", "bybit")
 
 _SINGLE = {
     "tardis": tardis.convert,
@@ -26,6 +27,8 @@ _SINGLE = {
     "ccxt-trades": ccxt_json.convert_trades,
     "ccxt-ohlcv": ccxt_json.convert_ohlcv,
     "hftbacktest": hftbacktest.convert,
+    "binance": capture.convert_binance,
+    "bybit": capture.convert_bybit,
 }
 
 

@@ -192,6 +192,7 @@ class ConvertReport:
     written: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    gaps: list = field(default_factory=list)  # source lines where a book lost sync (raw captures)
 
 
 class EventSink:

@@ -26,6 +26,8 @@ class Format(str, Enum):
     ccxt_trades = "ccxt-trades"
     ccxt_ohlcv = "ccxt-ohlcv"
     hftbacktest = "hftbacktest"
+    binance = "binance"
+    bybit = "bybit"
 
 
 def _print_reports(title: str, reports, written_label: str) -> None:
@@ -45,10 +47,13 @@ def _print_reports(title: str, reports, written_label: str) -> None:
     for r in reports:
         if r.dropped:
             console.print(f"{r.path}: {drop_summary(r.dropped)}", soft_wrap=True)
+        if r.gaps:
+            shown = ", ".join(str(n) for n in r.gaps[:20]) + (" ..." if len(r.gaps) > 20 else "")
+            console.print(f"{r.path}: book lost sync at line{'s' if len(r.gaps) > 1 else ''} {shown}", soft_wrap=True)
 
 
 def convert(
-    fmt: Format = typer.Argument(..., metavar="FORMAT", help="tardis, lobster, nbbo, trades-csv, ccxt-trades, ccxt-ohlcv or hftbacktest"),
+    fmt: Format = typer.Argument(..., metavar="FORMAT", help="tardis, lobster, nbbo, trades-csv, ccxt-trades, ccxt-ohlcv, hftbacktest, binance or bybit (raw websocket captures)"),
     inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="source files (lobster: MESSAGE ORDERBOOK pairs)"),
     config: Path = typer.Option(..., "--config", help="TOML config naming the venue and its symbols"),
     venue: str = typer.Option(..., "--venue", help="venue (a [venues] table of the config) the data comes from"),
