@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from data.store import FILE_COLUMNS, NS_PER_DAY, part_files, partition_dir, read_parquet_file, require_store
 from stockbridge.config import StockbridgeConfig
@@ -207,17 +208,24 @@ def _check_partition(directory: Path, date: str, lat: VenueLatency, tol_ns: int,
 def _duplicates(frames: list[tuple[Path, pl.DataFrame]], out: StoreCheck) -> None:
     """Rows identical (every stored column) to an earlier row of the partition, in part order.
 
-    A 64-bit row hash screens the partition; only when two hashes agree are rows compared exactly.
+    Identical rows share ``local_ts``, so a 64-bit row hash is compared only within each run of
+    equal ``local_ts`` (a compiled pass over the rows in time order); only when two hashes agree
+    are the rows compared exactly.
     """
     if not frames:
         return
     whole = pl.concat([f for _, f in frames], how="vertical") if len(frames) > 1 else frames[0][1]
-    if whole.height < 2 or whole.hash_rows().n_unique() == whole.height:  # no two rows hash alike: no duplicates
+    if whole.height < 2:
+        return
+    lts = whole.get_column("local_ts").to_numpy()
+    hashes = whole.hash_rows().to_numpy()
+    order = np.arange(len(lts)) if len(frames) == 1 else np.argsort(lts, kind="stable")
+    if not _same_hash_in_run(lts, hashes, order):
         return
     dup = ~whole.select(pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
     n = int(dup.sum())
     if not n:
-        return
+        return  # a hash collision, no real duplicate
     i = _first(dup)
     starts = np.cumsum([0] + [f.height for _, f in frames])
     k = int(np.searchsorted(starts, i, side="right")) - 1
@@ -231,3 +239,32 @@ def _duplicates(frames: list[tuple[Path, pl.DataFrame]], out: StoreCheck) -> Non
             "(converted twice? reconvert with `data convert --overwrite`)", n,
         )
     )
+
+
+@njit(cache=True)
+def _same_hash_in_run(lts, hashes, order):
+    """True if two rows with equal ``local_ts`` (``order`` sorts by it) have equal hashes."""
+    n = len(order)
+    start = 0
+    while start < n:
+        t = lts[order[start]]
+        end = start + 1
+        while end < n and lts[order[end]] == t:
+            end += 1
+        m = end - start
+        if m > 1:
+            if m <= 64:
+                for a in range(start, end):
+                    for b in range(a + 1, end):
+                        if hashes[order[a]] == hashes[order[b]]:
+                            return True
+            else:
+                run = np.empty(m, dtype=hashes.dtype)
+                for a in range(m):
+                    run[a] = hashes[order[start + a]]
+                run.sort()
+                for a in range(m - 1):
+                    if run[a] == run[a + 1]:
+                        return True
+        start = end
+    return False

@@ -234,6 +234,7 @@ def test_cli_names_the_unreadable_file(run_cli, tmp_path, demo_store, demo_confi
     for args in (
         ("data", "validate", store, "--config", demo_config_path_module),
         ("data", "inspect", store, "--config", demo_config_path_module),
+        ("backtest", demo_config_path_module, "--data", store, "--out", tmp_path / "bt"),
     ):
         got = run_cli(*args)
         assert got.returncode == 2, got.stderr
@@ -242,8 +243,23 @@ def test_cli_names_the_unreadable_file(run_cli, tmp_path, demo_store, demo_confi
         assert ("file is empty" if how == "empty" else "unreadable Parquet file") in lines[0]
 
 
-def test_cli_empty_or_missing_store(run_cli, tmp_path):
-    for path, what in ((tmp_path / "missing", "store directory does not exist"), (tmp_path, "holds no event partitions")):
-        for cmd in ("validate", "inspect"):
-            got = run_cli("data", cmd, path, "--config", CONFIG)
-            assert got.returncode == 2 and got.stderr.startswith(f"error: {path}: {what}"), (cmd, got.stderr)
+def test_cli_empty_or_missing_store(run_cli, tmp_path, demo_config_path_module):
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    for path, what in ((tmp_path / "missing", "store directory does not exist"), (empty_dir, "holds no event partitions")):
+        for args in (("data", "validate", path, "--config", CONFIG), ("data", "inspect", path, "--config", CONFIG),
+                     ("backtest", demo_config_path_module, "--data", path, "--out", tmp_path / "bt")):
+            got = run_cli(*args)
+            assert got.returncode == 2 and got.stderr.startswith(f"error: {path}: {what}"), (args, got.stderr)
+
+
+def test_duplicates_within_one_file_and_near_duplicates(cfg, tmp_path):
+    ev = trades(T0 + np.array([0, 5, 5, 5, 9]) * MS)
+    ev["id"] = [1, 2, 2, 3, 4]  # rows 2 and 3 identical; row 4 differs only in id
+    write_events(tmp_path, "bybit", "AAPLx", ev)
+    [dup] = check_store(tmp_path, cfg).problems
+    assert (dup.kind, dup.row, dup.count) == ("duplicate rows", 3, 1)
+    assert "identical to row 2 of part-00000.parquet; 1 duplicated rows" in dup.message
+    ev["id"][2] = 5
+    write_events(tmp_path / "b", "bybit", "AAPLx", ev)
+    assert check_store(tmp_path / "b", cfg).ok
