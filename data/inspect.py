@@ -28,7 +28,6 @@ from data.reader import clock_offsets, dataset_ids, read_merged
 from data.schema import F_CLEAR, KIND_DEPTH, KIND_NAMES, KIND_QUOTE, KIND_SNAPSHOT
 from data.store import raise_unreadable, require_store
 from stockbridge.config import StockbridgeConfig
-from stockbridge.errors import DataError
 from stockbridge.sessions import STATE_NAMES, SessionCalendar
 
 BOOK_CAPACITY = 1024

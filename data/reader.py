@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from data.schema import to_numpy
-from data.store import NS_PER_DAY, list_partitions, partition_dir, read_partition
+from data.store import NS_PER_DAY, list_partitions, part_files, partition_dir, raise_unreadable, read_partition, require_store
 from stockbridge.errors import DataError
 
 
@@ -38,6 +38,29 @@ def dataset_ids(root: str | Path) -> tuple[list[str], list[str]]:
 def clock_offsets(cfg) -> dict[str, float]:
     """{venue: clock_offset_ms} of a ``StockbridgeConfig``: pass as ``read_merged(..., clock_offset_ms=...)``."""
     return {name: float(v.clock_offset_ms) for name, v in cfg.venues.items()}
+
+
+def store_extent(root: str | Path, cfg) -> tuple[int, int, int]:
+    """(first corrected local_ts, last corrected local_ts, rows) over the partitions of the config's venues, ns UTC.
+
+    Each venue's ``clock_offset_ms`` is applied, as :func:`read_merged` applies it. Raises
+    ``DataError`` naming ``root`` when it is missing, empty or holds none of the config's venues, and
+    naming the file when a Parquet file does not read.
+    """
+    offsets = {v: _offset_ns(ms) for v, ms in clock_offsets(cfg).items()}
+    parts = [p for p in require_store(root) if p[0] in offsets]
+    if not parts:
+        raise DataError(str(root), None, None, f"holds no data for the configured venues ({', '.join(offsets)})")
+    try:
+        frames = pl.concat([
+            pl.scan_parquet([str(f) for f in part_files(partition_dir(root, v, i, d))])
+            .select((pl.col("local_ts").min() + offsets[v]).alias("lo"), (pl.col("local_ts").max() + offsets[v]).alias("hi"), pl.len().alias("n"))
+            for v, i, d in parts
+        ]).collect()
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError):
+        raise_unreadable(root)
+        raise
+    return int(frames["lo"].min()), int(frames["hi"].max()), int(frames["n"].sum())
 
 
 def _offset_ns(ms: float) -> int:

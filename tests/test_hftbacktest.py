@@ -74,7 +74,6 @@ def test_import_hand_made_rows(cfg, tmp_path):
     ]
     assert dict(report.skipped) == {
         "exchange-only rows (repeat local rows)": 1,
-        "rows with neither EXCH_EVENT nor LOCAL_EVENT": 0,
         "event kind 10 rows (L3 order events or unknown; not supported)": 1,
         "clear rows (folded into the next row's F_CLEAR)": 1,
     }

@@ -13,7 +13,7 @@ from data.convert import convert_files
 from data.convert.source import Job
 from data.reader import clock_offsets, read_merged
 from data.schema import KIND_QUOTE, KIND_TRADE, empty
-from data.store import FILE_COLUMNS, NS_PER_DAY, list_partitions, part_files, partition_dir, read_partition, require_store, write_events
+from data.store import NS_PER_DAY, list_partitions, part_files, partition_dir, read_partition, require_store, write_events
 from data.store_check import check_store
 from data.validate import validate_store
 from stockbridge.config import load_config, parse_config
@@ -263,3 +263,17 @@ def test_duplicates_within_one_file_and_near_duplicates(cfg, tmp_path):
     ev["id"][2] = 5
     write_events(tmp_path / "b", "bybit", "AAPLx", ev)
     assert check_store(tmp_path / "b", cfg).ok
+
+
+def test_store_extent_applies_offsets_and_names_bad_files(tmp_path):
+    from data.reader import store_extent
+
+    write_events(tmp_path, "bybit", "AAPLx", trades([T0 + 5 * MS, T0 + 9 * MS]))
+    write_events(tmp_path, "broker", "AAPL", trades([T0 + 7 * MS]))
+    write_events(tmp_path, "binance", "AAPLx", trades([T0]))  # not a configured venue: left out
+    assert store_extent(tmp_path, config_with_offset("bybit", -10.0)) == (T0 - 5 * MS, T0 + 7 * MS, 3)
+    part(tmp_path, "broker", "AAPL").write_bytes(b"PAR1 not really")
+    with pytest.raises(DataError, match=r"venue=broker/instrument=AAPL/date=2025-07-07/part-00000.parquet: unreadable Parquet file"):
+        store_extent(tmp_path, config_with_offset("bybit", 0.0))
+    with pytest.raises(DataError, match="store directory does not exist"):
+        store_extent(tmp_path / "none", config_with_offset("bybit", 0.0))

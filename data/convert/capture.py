@@ -40,7 +40,6 @@ import gzip
 import io
 import json
 import math
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -102,17 +101,19 @@ class _Capture:
 
     def levels(self, side: int, levels, exch: int, local: int, kind: int) -> None:
         book = self.bids if side > 0 else self.asks
+        rows = self.rows
         for lv in levels:
-            if not isinstance(lv, (list, tuple)) or len(lv) < 2:
-                raise self.error("b" if side > 0 else "a", f"level {lv!r} is not [price, quantity]")
-            p, q = self.num(lv[0], "price"), self.num(lv[1], "quantity")
-            if p <= 0 or q < 0 or (kind == KIND_SNAPSHOT and q == 0):
-                raise self.error("b" if side > 0 else "a", f"level [{lv[0]}, {lv[1]}] has a non-positive price or a bad quantity")
+            try:
+                p, q = float(lv[0]), float(lv[1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                raise self.error("b" if side > 0 else "a", f"level {lv!r} is not [price, quantity] (numbers)") from None
+            if not (p > 0 and math.isfinite(p) and q >= 0 and math.isfinite(q)) or (kind == KIND_SNAPSHOT and q == 0):
+                raise self.error("b" if side > 0 else "a", f"level {lv!r} has a non-finite or non-positive price or a bad quantity")
             if q == 0:
                 book.pop(p, None)
             else:
                 book[p] = q
-            self.rows.append((kind, side, 0, exch, local, p, q, 0))
+            rows.append((kind, side, 0, exch, local, p, q, 0))
 
     def replace_book(self, bids, asks, exch: int, local: int) -> None:
         self.bids.clear()
@@ -225,7 +226,8 @@ class _Capture:
                     raise self.error(None, "JSON message is not an object")
                 self.report.source_rows += 1
                 yield local, msg
-                self.flush()
+                if not self.line & 4095:
+                    self.flush()
 
 
 # -- Binance ---------------------------------------------------------------------------------------

@@ -86,9 +86,10 @@ def from_hftbacktest(rows: np.ndarray, path: str = "<hftbacktest>") -> tuple[pl.
     ev = rows["ev"]
     skipped: Counter = Counter()
     local = (ev & LOCAL_EVENT) != 0
-    if (~local).any():
-        skipped["exchange-only rows (repeat local rows)"] += int(np.count_nonzero(~local & ((ev & EXCH_EVENT) != 0)))
-        skipped["rows with neither EXCH_EVENT nor LOCAL_EVENT"] += int(np.count_nonzero(~local & ((ev & EXCH_EVENT) == 0)))
+    for why, mask in (("exchange-only rows (repeat local rows)", ~local & ((ev & EXCH_EVENT) != 0)),
+                      ("rows with neither EXCH_EVENT nor LOCAL_EVENT", ~local & ((ev & EXCH_EVENT) == 0))):
+        if mask.any():
+            skipped[why] += int(np.count_nonzero(mask))
     index = np.flatnonzero(local)
     code = (ev[index] & KIND_MASK).astype(np.int64)
     known = np.isin(code, list(_TO_OURS) + [DEPTH_CLEAR_EVENT])
