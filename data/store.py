@@ -141,6 +141,14 @@ def _as_frame(events: np.ndarray | pl.DataFrame) -> pl.DataFrame:
     return events.select([pl.col(c).cast(FILE_SCHEMA[c]) for c in FILE_COLUMNS])
 
 
+def _frame_and_days(venue: str, instrument: str, events: np.ndarray | pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """Checked names, the events as a ``FILE_COLUMNS`` frame, and each row's UTC day (days since the epoch)."""
+    _check_name("venue", venue)
+    _check_name("instrument", instrument)
+    frame = _as_frame(events).select(FILE_COLUMNS)
+    return frame, frame.get_column("local_ts") // NS_PER_DAY
+
+
 def _day_name(day: int) -> str:
     return str(np.datetime64(int(day), "D"))
 
@@ -153,12 +161,9 @@ def write_events(root: str | Path, venue: str, instrument: str, events: np.ndarr
     split by UTC date of ``local_ts``; each date gets one new part file, sorted stably by
     ``local_ts``.
     """
-    _check_name("venue", venue)
-    _check_name("instrument", instrument)
-    frame = _as_frame(events).select(FILE_COLUMNS)
+    frame, days = _frame_and_days(venue, instrument, events)
     if frame.height == 0:
         return 0
-    days = frame.get_column("local_ts") // NS_PER_DAY
     if days.min() == days.max():
         parts = [(days[0], frame)]
     else:
@@ -264,12 +269,7 @@ class StagedStore:
 
     def write_events(self, venue: str, instrument: str, events: np.ndarray | pl.DataFrame) -> int:
         """Stage events for one (venue, instrument), split by UTC date of ``local_ts``; returns rows staged."""
-        _check_name("venue", venue)
-        _check_name("instrument", instrument)
-        frame = _as_frame(events).select(FILE_COLUMNS)
-        if frame.height == 0:
-            return 0
-        days = frame.get_column("local_ts") // NS_PER_DAY
+        frame, days = _frame_and_days(venue, instrument, events)
         for day in days.unique().sort().to_list():
             key = (venue, instrument, _day_name(day))
             kinds = set(frame.filter(days == day).get_column("kind").unique().to_list())
