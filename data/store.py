@@ -232,8 +232,9 @@ class StagedStore:
     - ``append``: kept, the new rows are added as further part files (``data validate`` then
       reports identical rows as duplicates);
     - ``overwrite``: its rows of those kinds are replaced; rows of other kinds (e.g. trades beside
-      the quotes being replaced) are kept. The new partition is built in the staging directory and
-      swapped in by renames, so a reader sees the old or the new partition, never a mix.
+      the quotes being replaced) are kept. The new partition is built whole in the staging
+      directory, then swapped in by two renames (old partition out, new one in): a reader sees the
+      old or the new partition, never a mix (between the two renames, for an instant, neither).
 
     Rows of kinds the partition does not hold yet (trades added to a partition of quotes) are
     always added. Use as a context manager: commit on success, staging removed on error.

@@ -75,8 +75,20 @@ def test_binance_usdm_uses_pu(cfg, tmp_path):
         (D, 1, 0, 340, 350, 211.45, 0.0, 0), (D, -1, E, 340, 350, 211.58, 0.5, 0),  # pu=1003
     ]
     assert r.gaps == [7]  # pu=1009 after u=1006
-    assert r.skipped["stale depth diffs (u <= lastUpdateId)"] == 1
+    assert r.skipped["stale depth diffs (u < lastUpdateId)"] == 1
     assert r.skipped["L1 lines verified against the rebuilt book (match)"] == 2
+
+
+def test_binance_first_diff_ending_at_last_update_id(cfg, tmp_path):
+    # u == lastUpdateId: stale on spot (u <= lastUpdateId), the first applied diff on USD-M (U <= lastUpdateId <= u)
+    snap = '1751846400100000000 {"lastUpdateId":50,"bids":[["211.40","3.0"]],"asks":[["211.60","2.0"]]}'
+    for futures, applied in ((False, 0), (True, 1)):
+        pu = ',"pu":44' if futures else ""
+        diff = f'1751846400200000000 {{"e":"depthUpdate","E":1751846400190,"s":"AAPLXUSDT","U":45,"u":50{pu},"b":[["211.41","1.0"]],"a":[]}}'
+        path = tmp_path / f"cap{futures}.txt"
+        path.write_text(snap + "\n" + diff + "\n")
+        [r] = convert_files("binance", [path], Job(cfg, "binance"))
+        assert r.written["AAPLx"] == 2 + applied and not r.gaps
 
 
 def test_bybit_snapshot_delta_gap_restart(cfg, tmp_path):

@@ -11,7 +11,8 @@ Binance (``format binance``; spot or USD-M told apart by ``pu`` in the diffs):
   (``KIND_SNAPSHOT``, ``F_CLEAR`` first, ``F_BATCH_END`` last; ``exch_ts`` = its ``E``/``T`` if
   present, else the receive time). A snapshot older than the synced book (``L`` < last applied
   ``u``) is ignored and counted.
-- ``depthUpdate`` diffs: before the first snapshot, counted; ``u <= L`` dropped as stale (counted);
+- ``depthUpdate`` diffs: before the first snapshot, counted; ``u <= L`` (spot) or ``u < L``
+  (USD-M) dropped as stale (counted);
   the first applied one must have ``U <= L + 1 <= u`` (spot) or ``U <= L <= u`` (USD-M); then
   ``U == previous u + 1`` (spot) or ``pu == previous u`` (USD-M). Anything else is a gap: counted,
   its line numbers kept in ``report.gaps``, and diffs are skipped (counted) until the next snapshot
@@ -267,8 +268,8 @@ def convert_binance(path: str | Path, job: Job) -> ConvertReport:
                 c.report.skipped["depth diffs while out of sync" if c.report.gaps else "depth diffs before the first snapshot"] += 1
                 continue
             if not synced:
-                if last <= snapshot_id:
-                    c.report.skipped["stale depth diffs (u <= lastUpdateId)"] += 1
+                if last < snapshot_id or (last == snapshot_id and not futures):  # USD-M: u == lastUpdateId can be the first
+                    c.report.skipped["stale depth diffs (u <= lastUpdateId)" if not futures else "stale depth diffs (u < lastUpdateId)"] += 1
                     continue
                 ok = first <= snapshot_id <= last if futures else first <= snapshot_id + 1 <= last
                 if not ok:
