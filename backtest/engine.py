@@ -63,8 +63,6 @@ from backtest.orders import (
     GTC,
     IOC,
     NO_SLOT,
-    OPEN,
-    PENDING_NEW,
     QUEUE_FULL,
     TAG_ARB,
     TAG_HEDGE,
@@ -76,11 +74,11 @@ from backtest.orders import (
 )
 from backtest.pending import FEE, PRICE, QTY, REP_CANCEL_REJECT, REP_DONE, REP_FILL, SLOT
 from backtest.pending import T as PQ_T
-from data.schema import F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE
+from data.schema import F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT
 from stockbridge.core import session_clock as sc
 from stockbridge.core.context import ASK, BID, MAX_LEVELS, MAX_VENUES
 from stockbridge.core.decide import KERNEL_TYPE, decide
-from stockbridge.core.fair_value import fair_value, fair_value_update_underlying, fair_value_update_venue, last_print_ts
+from stockbridge.core.fair_value import fair_value, fair_value_update_underlying, fair_value_update_venue
 from stockbridge.core.hedging import carry_after, hedge_decision, hedge_risk_price
 from stockbridge.core.inventory import apply_fill
 from stockbridge.core.quoting import ceil_to_grid, floor_to_grid, gap_tau

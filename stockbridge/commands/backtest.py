@@ -47,13 +47,13 @@ def backtest(
     if engine == "backtrader":
         _run_bars(cfg, config, data_dir, out, spec, params, console)
         return
-    from backtest.runner import data_extent, run_backtest
-    from data.validate import validate_store
+    from backtest.runner import check_data, run_backtest
+    from data.reader import store_extent
 
     if validate:
         with console.status("validating the data store"):
-            validate_store(data_dir, cfg.venue_ids(), cfg.instrument_ids())
-    lo, hi, rows = data_extent(data_dir, cfg.venue_ids())
+            check_data(cfg, data_dir)
+    lo, hi, rows = store_extent(data_dir, cfg)
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
                   TextColumn("{task.fields[sim]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                   console=console) as bar:
