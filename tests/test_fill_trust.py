@@ -262,3 +262,28 @@ def test_glft_uses_the_variance_per_wall_clock_second_of_the_session():
         half = c1 + 0.5 * 0.5 * math.sqrt(var_rate) * c2
         assert abs(quotes[0, 0, 0, 0] - (100.0 - half)) < 1e-9
         assert abs(quotes[0, 1, 0, 0] - (100.0 + half)) < 1e-9
+
+
+# -- 5 and 10. impossible data never reaches the matcher, on every entry point ---------------------------
+
+
+def test_run_backtest_itself_refuses_a_nan_price_and_a_clock_behind_the_venue(tmp_path):
+    import pytest
+
+    from stockbridge.errors import DataError
+
+    cfg = make_config(tmp_path / "c.toml")
+    params = script((T0 - NS, T0 + 10 * NS, ALPHA, 1, 99.95, 5.0, QUOTE))
+    good = broker(T0) + quote(ALPHA, T0 + 1 * MS, 99.90, 5.0, 100.10, 5.0)
+    nan_trade = good + trade(ALPHA, T0 + 100 * MS, -1, float("nan"), 5.0)
+    with pytest.raises(DataError, match="price"):
+        run(cfg, write_store(tmp_path / "nan", nan_trade), params)
+    # alpha's capture clock runs 1.27 s behind the venue: every alpha row arrives "before" it happened
+    skewed = broker(T0) + [ev(KIND_DEPTH, ALPHA, 1, 99.90, 5.0, T0 + k * MS, exch=T0 + k * MS + 1270 * MS, flags=F_BATCH_END)
+                           for k in range(1, 20)]
+    store = write_store(tmp_path / "skew", sorted(skewed, key=lambda r: r[6]))
+    with pytest.raises(DataError, match="latency"):
+        run(cfg, store, params)
+    fixed = make_config(tmp_path / "c.toml", venues={"alpha": {"clock_offset_ms": 1275.0}})
+    summary, _ = run(fixed, store, params)
+    assert summary["events"] == 21
