@@ -88,7 +88,7 @@ from stockbridge.sessions import AFTER, PRE, REGULAR
 
 # run_chunk status codes
 DONE = 0
-FILLS_FULL = 1      # flush the sim's fill array, then resume
+FILLS_FULL = 1      # flush the sim's fill array and order log, then resume
 QUEUE_FULL_ = 2     # grow the sim's message queues, then resume
 SERIES_FULL = 3     # flush the time-series buffers, then resume
 NO_ORDER_SLOT = 4   # more live orders than the order array holds: a configuration error
@@ -339,8 +339,9 @@ def apply_scenarios(sim, events, st, s, now):
             rc = catch_up(sim, events, st, s, v, st.sc_start[k] - 1, now)
             if rc != DONE:
                 return rc
-            if venue_set_status(sim, v, VENUE_DEFAULTED, st.sc_start[k]) == NEED_REPORT_ROOM:
-                return QUEUE_FULL_
+            rc = venue_set_status(sim, v, VENUE_DEFAULTED, st.sc_start[k])
+            if rc < 0:
+                return status_of(rc)
             # the balance becomes a claim on the estate worth recovery x its value at fair now (marks
             # otherwise move only at fills, samples and decisions, and this changes a position too)
             mark_to_fair(sim, st, s, now)

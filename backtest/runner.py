@@ -25,8 +25,8 @@ from backtest import engine as E
 from backtest.book import new_book
 from backtest.matching import FILL_DTYPE, VENUE_DEFAULTED, venues_keep_from, venues_rebase
 from backtest.metrics import MARKOUT_HORIZONS_S, summarize
-from backtest.orders import TAG_NAMES
-from backtest.simvenue import flush_fills, grow_queues, sim_from_config
+from backtest.orders import REASON_NAMES, STATE_NAMES, TAG_NAMES
+from backtest.simvenue import flush_fills, flush_orders, grow_queues, sim_from_config
 from data.reader import clock_offsets, feed_latency_max, read_merged, store_extent
 from data.schema import EVENT_DTYPE
 from data.store import list_partitions
@@ -194,6 +194,8 @@ class Replay:
         self.track_path = Path(self._track_dir.name) / "fair_track.parquet"
         self._track_writer: pq.ParquetWriter | None = None
         self.track_thin: list[np.ndarray] = []
+        self.orders_path = Path(self._track_dir.name) / "orders.parquet"
+        self._orders_writer: pq.ParquetWriter | None = None
         self._held = np.zeros(0, dtype=EVENT_DTYPE)  # rows the replay still needs when the next chunk comes
         self._resume = 0  # where in ``_held`` the local replay goes on
 
@@ -209,6 +211,30 @@ class Replay:
             self.marks.append(s.fill_mark[:n].copy())
             self.fills.append(flush_fills(self.sim))
         s.iv[E.I_FILLS_SEEN] = 0
+        if self.sim.olog_n[0]:
+            self._write_orders(flush_orders(self.sim))
+
+    def _write_orders(self, rows: np.ndarray) -> None:
+        """Order-log rows go to a Parquet file as they come (there are many more orders than fills)."""
+        t = self.tables
+        table = pa.table({
+            "order_id": rows["order_id"], "submit_ts": rows["ts_submit"], "arrival_ts": rows["arrival_ts"],
+            "final_ts": rows["final_ts"], "done_ts": rows["done_ts"],
+            "venue": np.array(t.venue_names, dtype=object)[rows["venue"].astype(np.int64)].astype(str),
+            "instrument": np.array(t.instrument_names, dtype=object)[rows["instrument"].astype(np.int64)].astype(str),
+            "side": rows["side"], "price": rows["price"], "qty": rows["qty"], "filled": rows["filled"],
+            "tif": np.array(("gtc", "ioc"))[rows["tif"].astype(np.int64)], "post_only": rows["post_only"].astype(bool),
+            "tag": np.array(TAG_NAMES)[rows["tag"].astype(np.int64)],
+            "state": np.array(STATE_NAMES)[rows["state"].astype(np.int64)],
+            "reason": np.array(REASON_NAMES)[rows["reason"].astype(np.int64)],
+        })
+        if self._orders_writer is None:
+            self._orders_writer = pq.ParquetWriter(self.orders_path, table.schema, compression="zstd")
+        self._orders_writer.write_table(table)
+
+    def orders_frame(self) -> pl.DataFrame:
+        """Every order that reached a final state (after :meth:`finish`): orders.parquet."""
+        return pl.read_parquet(self.orders_path)
 
     def _flush_series(self) -> None:
         s = self.state
@@ -233,6 +259,9 @@ class Replay:
         if self._track_writer is None:
             self._write_track(np.zeros((0, 3)))
         self._track_writer.close()
+        if self._orders_writer is None:
+            self._write_orders(self.sim.olog[:0])
+        self._orders_writer.close()
 
     def _size_series(self, last_ts: int) -> None:
         """Make the sample buffers big enough for every row up to ``last_ts``."""
@@ -478,6 +507,7 @@ def write_outputs(out: Path, summary: dict, replay: Replay, fills: pl.DataFrame,
     fills.write_parquet(out / "fills.parquet")
     series.write_parquet(out / "timeseries.parquet")
     shutil.copyfile(replay.track_path, out / "fair_track.parquet")
+    shutil.copyfile(replay.orders_path, out / "orders.parquet")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n")
     write_report(out / "report.html", summary, fills, series, replay.thin_track_frame(), name)
 
