@@ -72,9 +72,10 @@ from backtest.book import (
     side_index,
     size_at,
     take_at,
+    uncross,
 )
 from backtest.consumed import clear as clear_consumed
-from backtest.consumed import consume, drop_better_than, effective_size, traded_through
+from backtest.consumed import consume, data_best, drop_better_than, effective_size, traded_through
 from backtest.fees import fill_fee
 from backtest.latency import RESPONSE, deliver
 from backtest.orders import (
@@ -586,15 +587,17 @@ def _on_trade(sim, b, v, side, price, size, ts) -> int:
     if not (size > 0.0):
         return 0
     a = side
-    if a == 0:
-        has_bid = sim.nlev[b, 0] > 0
-        has_ask = sim.nlev[b, 1] > 0
-        if has_ask and not better(1, price, sim.px[b, 1, 0]):
+    if a == 0:  # classified against the data's book, which still shows the levels we emptied
+        bid = data_best(sim.cpx, sim.cn, b, 0, best_price(sim.px, sim.nlev, b, 0))
+        ask = data_best(sim.cpx, sim.cn, b, 1, best_price(sim.px, sim.nlev, b, 1))
+        has_bid = bid == bid
+        has_ask = ask == ask
+        if has_ask and not better(1, price, ask):
             a = 1
-        elif has_bid and not better(0, price, sim.px[b, 0, 0]):
+        elif has_bid and not better(0, price, bid):
             a = -1
         elif has_bid and has_ask:
-            a = 1 if price >= 0.5 * (sim.px[b, 0, 0] + sim.px[b, 1, 0]) else -1
+            a = 1 if price >= 0.5 * (bid + ask) else -1
         else:
             return 0
     hs = 1 if a > 0 else 0  # the book side the aggressor hits
@@ -670,14 +673,19 @@ def venue_on_event(sim, events, i) -> int:
         clear_book(sim.nlev, b)
         clear_consumed(sim.cn, b)
         sim.resync_ts[b] = ts
+    stated = max(ev.size, 0.0)
     if kind == KIND_QUOTE:
-        drop_better_than(sim.cpx, sim.cq, sim.cn, b, s, ev.price)
+        drop_better_than(sim.cpx, sim.cq, sim.cn, b, s, ev.price, False)
+    if stated > 0.0:
+        drop_better_than(sim.cpx, sim.cq, sim.cn, b, 1 - s, ev.price, True)
     # the venue shows what the data says minus what we already took there (backtest.consumed)
-    size = effective_size(sim.cpx, sim.cq, sim.cn, b, s, ev.price, max(ev.size, 0.0))
+    size = effective_size(sim.cpx, sim.cq, sim.cn, b, s, ev.price, stated)
     if kind == KIND_QUOTE:
         prev = apply_quote(sim.px, sim.qty, sim.nlev, sim.dropped, b, s, ev.price, size)
     else:
         prev = set_level(sim.px, sim.qty, sim.nlev, sim.dropped, b, s, ev.price, size)
+    if stated > 0.0 and size == 0.0:
+        uncross(sim.px, sim.qty, sim.nlev, b, 1 - s, ev.price)  # the data's book is uncrossed all the same
     queue_on = sim.resync_ts[b] == NO_RESYNC
     n = _on_level(sim, b, v, s, ev.price, prev, size, ts, kind == KIND_QUOTE, queue_on)
     if not queue_on and (flags & F_BATCH_END):
