@@ -761,9 +761,10 @@ def run_chunk(events, start, sim, st, s, params, kernel):
             s.iv[I_NEXT_DECISION] = (now // step + 1) * step
         mark_to_fair(sim, st, s, now)
         fair = s.f[F_FAIR]
-        rc = retry_cancels(sim, s, now)
-        if rc != DONE:
-            return i + 1, rc
+        if s.iv[I_REFUSED] > 0:  # (a call copies its arguments: only when there is work)
+            rc = retry_cancels(sim, s, now)
+            if rc != DONE:
+                return i + 1, rc
         if not (math.isfinite(fair) and fair > 0.0 and math.isfinite(vol_sigma(s.vol_state))):
             continue
         hedge_open = False
