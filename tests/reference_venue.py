@@ -1,0 +1,416 @@
+"""A deliberately simple, slow, pure-Python model of the simulated venues: the oracle the compiled
+matcher (backtest.matching) is checked against in tests/test_matching_differential.py.
+
+Written from the rules (issue 7 and the module docs of backtest.matching, book, orders, latency,
+fees), not from the numba code. Dicts and lists, one object per thing, no speed tricks.
+
+Venue clocks. Venue ``v``'s timeline is its own market rows (in row order, at their ``exch_ts``)
+and our messages arriving at ``v`` (sent at local ``t``, arriving at ``t + order_latency``, FIFO per
+venue), in venue-time order; at equal times the market row goes first. Each venue is replayed on
+its own: nothing of venue B can change what happens at venue A. Reports (fills) reach us at
+``venue time + response_latency``, FIFO per venue.
+
+The venue book (per venue, instrument and side) is two dicts keyed by price:
+
+- ``stated[p]``: the size the data last stated for level ``p``;
+- ``consumed[p]``: what *we* took from the displayed level ``p`` (an aggressive order of ours walking
+  it, or the level crossing one of our resting orders and filling it).
+
+The venue's size at ``p`` is ``max(stated[p] - consumed[p], 0)``; a level at 0 is absent.
+``consumed[p]`` is reduced by the volume of every data trade printed at or through ``p`` on that
+side, dropped when the data removes the level (a depth row of size 0, uncrossing by an opposite
+level, a better level's removal by an L1 quote) and cleared by a snapshot (``F_CLEAR``).
+
+Data rows:
+
+- depth / snapshot level: ``stated[p] = size`` (size 0 removes ``p``); a level of size > 0 removes
+  opposite levels at or through ``p`` (the data book is kept uncrossed);
+- L1 quote: ``p`` becomes the side's only stated level. Levels better than ``p`` are gone (their
+  ``consumed`` dropped, our queue there reset to 0); worse levels just leave the displayed book
+  (their ``consumed`` is kept: an L1 feed does not say they went);
+- ``F_CLEAR``: both sides of the book and their ``consumed`` are cleared before the row applies;
+  queue estimates of the book are clipped to the rebuilt sizes at the snapshot's last row
+  (``F_BATCH_END``, or the book's next row with another exchange time);
+- trade (aggressor +1 buy / -1 sell; 0 = inferred from the venue book: at or through the best
+  ask -> buy, at or through the best bid -> sell, else by the mid, no book -> ignored).
+
+Our orders (conservative queue model):
+
+- arrival: a limit that crosses the opposite best (or an IOC) walks the opposite side best first up
+  to its limit, one taker fill per level at the level's price (gas on the first fill only); a
+  post-only order that would cross is rejected; an IOC remainder is cancelled, a GTC remainder
+  rests with ``queue_ahead`` = the venue's size at its price on its side;
+- a trade at our price eats ``queue_ahead`` first, then fills us; a trade through our price fills
+  us up to its size; one trade's size is shared by our orders in price-time priority, each filled
+  at its own limit (maker);
+- a data row at our price: ``queue_ahead = min(queue_ahead, venue size)``; a level removed (or an L1
+  quote at a worse price than ours) leaves nobody ahead;
+- an opposite level at or through our price (a level row with venue size > 0) fills our orders in
+  priority order at their own price, maker, up to its venue size, which it consumes;
+- a cancel arriving while the order rests cancels it.
+
+Units: times int64 ns; prices quote currency; sizes tokens; fees quote currency (negative = rebate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data.schema import F_BATCH_END, F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE, empty
+
+MS = 1_000_000
+EPS = 1e-9  # tokens: a remainder below this is nothing
+
+GTC = 0
+IOC = 1
+
+
+@dataclass
+class Submit:
+    """A scripted new order sent at local time ``t``."""
+
+    t: int
+    venue: int
+    instrument: int
+    side: int        # +1 buy, -1 sell
+    price: float     # limit (IOC market order: +inf buy, 0 sell)
+    qty: float
+    tif: int = GTC
+    post_only: bool = False
+    tag: int = 0
+
+
+@dataclass
+class Cancel:
+    """A scripted cancel sent at local time ``t`` for the ``target``-th Submit (0-based: order id
+    ``target + 1``)."""
+
+    t: int
+    target: int
+
+
+@dataclass
+class Fill:
+    venue: int
+    instrument: int
+    order_id: int
+    side: int
+    ts_venue: int
+    ts_arrival: int
+    ts_local: int
+    price: float
+    qty: float
+    fee: float
+    maker: int
+    tag: int
+
+    def key(self):
+        return (self.venue, self.order_id, self.ts_venue, self.ts_arrival, self.ts_local,
+                self.price, self.qty, self.fee, self.maker)
+
+
+@dataclass
+class Order:
+    oid: int
+    s: Submit
+    arrival: int
+    leaves: float
+    resting: bool = False
+    done: bool = False
+    queue_ahead: float = 0.0
+
+
+def better(side_ix: int, a: float, b: float) -> bool:
+    """``a`` strictly better than ``b`` on book side ``side_ix`` (0 bids: higher, 1 asks: lower)."""
+    return a > b if side_ix == 0 else a < b
+
+
+def at_or_through(side_ix: int, level: float, price: float) -> bool:
+    """Level ``level`` of side ``side_ix`` is reached by a print at ``price`` (a sell at or below
+    a bid, a buy at or above an ask)."""
+    return level >= price if side_ix == 0 else level <= price
+
+
+@dataclass
+class Book:
+    stated: list = field(default_factory=lambda: [{}, {}])
+    consumed: list = field(default_factory=lambda: [{}, {}])
+    resync_ts: int | None = None  # a snapshot is being rebuilt (its exch_ts)
+
+    def size(self, s: int, p: float) -> float:
+        if p not in self.stated[s]:
+            return 0.0
+        return max(self.stated[s][p] - self.consumed[s].get(p, 0.0), 0.0)
+
+    def levels(self, s: int) -> list:
+        """Venue levels of side ``s`` with size > 0, best first: [(price, size)]."""
+        out = [(p, self.size(s, p)) for p in self.stated[s]]
+        out = [x for x in out if x[1] > 0.0]
+        out.sort(key=lambda x: -x[0] if s == 0 else x[0])
+        return out
+
+    def remove(self, s: int, p: float):
+        self.stated[s].pop(p, None)
+        self.consumed[s].pop(p, None)
+
+    def uncross(self, s: int, p: float):
+        """A level of side ``s`` at ``p`` removes opposite levels at or through ``p``."""
+        o = 1 - s
+        for q in list(self.stated[o]):
+            if at_or_through(o, q, p):
+                self.remove(o, q)
+
+
+def side_ix(side: int) -> int:
+    return 0 if side > 0 else 1
+
+
+class ReferenceVenues:
+    """All venues of a scenario; :meth:`run` replays one and returns the fills."""
+
+    def __init__(self, n_venues, n_instruments, maker_bps, taker_bps, gas, order_ms, response_ms):
+        self.nv = n_venues
+        self.ni = n_instruments
+        self.maker = [b / 1e4 for b in maker_bps]
+        self.taker = [b / 1e4 for b in taker_bps]
+        self.gas = list(gas)
+        self.order_ns = [int(round(m * MS)) for m in order_ms]
+        self.resp_ns = [int(round(m * MS)) for m in response_ms]
+
+    # -- the whole scenario --
+    def run(self, events, actions) -> list[Fill]:
+        """``events``: EVENT_DTYPE rows in local-time order; ``actions``: Submit / Cancel in local-time
+        order (order ids are 1, 2, ... in Submit order). Returns fills per venue in venue-time order,
+        venues one after the other."""
+        orders = {}
+        msgs = {v: [] for v in range(self.nv)}
+        last_arrive = [-(2**62)] * self.nv
+        for a in actions:
+            if isinstance(a, Submit):
+                o_id = len(orders) + 1
+                v = a.venue
+                t = max(a.t + self.order_ns[v], last_arrive[v])
+                last_arrive[v] = t
+                order = Order(o_id, a, t, a.qty)
+                orders[o_id] = order
+                msgs[v].append((t, "new", order))
+            else:
+                order = orders[a.target + 1]
+                v = order.s.venue
+                t = max(a.t + self.order_ns[v], last_arrive[v])
+                last_arrive[v] = t
+                msgs[v].append((t, "cancel", order))
+        fills = []
+        for v in range(self.nv):
+            rows = [events[i] for i in range(len(events)) if int(events[i]["venue"]) == v]
+            fills.extend(VenueRun(self, v, rows, msgs[v]).run())
+        return fills
+
+
+class VenueRun:
+    """One venue's timeline."""
+
+    def __init__(self, ref: ReferenceVenues, v: int, rows, msgs):
+        self.ref = ref
+        self.v = v
+        self.rows = rows
+        self.msgs = msgs
+        self.books = {i: Book() for i in range(ref.ni)}
+        self.resting = []  # our resting orders, any instrument
+        self.fills = []
+        self.last_report = -(2**62)
+
+    def run(self) -> list[Fill]:
+        k = 0
+        for row in self.rows:
+            while k < len(self.msgs) and self.msgs[k][0] < int(row["exch_ts"]):
+                self.message(*self.msgs[k])
+                k += 1
+            self.market(row)
+        while k < len(self.msgs):
+            self.message(*self.msgs[k])
+            k += 1
+        return self.fills
+
+    # -- fills --
+    def fill(self, o: Order, t: int, price: float, qty: float, maker: bool, with_gas: bool):
+        v = self.v
+        rate = self.ref.maker[v] if maker else self.ref.taker[v]
+        fee = price * qty * rate
+        if with_gas:
+            fee += self.ref.gas[v]
+        t_local = max(t + self.ref.resp_ns[v], self.last_report)
+        self.last_report = t_local
+        o.leaves -= qty
+        if o.leaves <= EPS:
+            o.leaves = 0.0
+            self.finish(o)
+        self.fills.append(Fill(v, o.s.instrument, o.oid, o.s.side, t, o.arrival, t_local, price, qty, fee,
+                               1 if maker else 0, o.s.tag))
+
+    def finish(self, o: Order):
+        o.done = True
+        if o.resting:
+            o.resting = False
+            self.resting.remove(o)
+
+    def priority(self, orders: list, s: int) -> list:
+        """Best price first (for side ``s``), then arrival, then id."""
+        return sorted(orders, key=lambda o: (-o.s.price if s == 0 else o.s.price, o.arrival, o.oid))
+
+    def mine(self, ins: int, s: int) -> list:
+        return [o for o in self.resting if o.s.instrument == ins and side_ix(o.s.side) == s]
+
+    # -- our messages --
+    def message(self, t: int, kind: str, o: Order):
+        if kind == "cancel":
+            if o.resting:
+                self.finish(o)
+            return
+        s = side_ix(o.s.side)
+        opp = 1 - s
+        book = self.books[o.s.instrument]
+        price = o.s.price
+        lv = book.levels(opp)
+        crosses = len(lv) > 0 and not better(s, lv[0][0], price)
+        if crosses and o.s.post_only:
+            o.done = True
+            return
+        if crosses:
+            first = True
+            for lp, size in lv:
+                if o.leaves <= 0.0 or better(s, lp, price):
+                    break
+                q = min(o.leaves, size)
+                book.consumed[opp][lp] = book.consumed[opp].get(lp, 0.0) + q
+                self.fill(o, t, lp, q, False, first)
+                first = False
+        if o.done:
+            return
+        if o.s.tif == IOC:
+            o.done = True
+            return
+        o.resting = True
+        o.queue_ahead = book.size(s, price)
+        self.resting.append(o)
+
+    # -- market rows --
+    def market(self, row):
+        kind = int(row["kind"])
+        ins = int(row["instrument"])
+        if kind not in (KIND_QUOTE, KIND_DEPTH, KIND_SNAPSHOT, KIND_TRADE) or ins >= self.ref.ni:
+            return
+        book = self.books[ins]
+        ts = int(row["exch_ts"])
+        if book.resync_ts is not None and book.resync_ts != ts:
+            self.resync(ins)
+        price = float(row["price"])
+        size = float(row["size"])
+        if kind == KIND_TRADE:
+            self.trade(ins, int(row["side"]), price, size, ts)
+            return
+        if int(row["side"]) == 0:
+            return
+        s = side_ix(int(row["side"]))
+        flags = int(row["flags"])
+        if flags & F_CLEAR:
+            book.stated = [{}, {}]
+            book.consumed = [{}, {}]
+            book.resync_ts = ts
+        queue_on = book.resync_ts is None
+        size = max(size, 0.0)
+        if kind == KIND_QUOTE:
+            for p in list(book.stated[s]):
+                if better(s, p, price):
+                    book.remove(s, p)
+                elif p != price:
+                    book.stated[s].pop(p)  # unseen, not gone: its consumed stays
+            if queue_on:
+                for o in self.mine(ins, s):
+                    if better(s, o.s.price, price):
+                        o.queue_ahead = 0.0
+        if size <= 0.0:
+            book.remove(s, price)
+        else:
+            book.stated[s][price] = size
+            book.uncross(s, price)
+        new = book.size(s, price)
+        if queue_on:
+            for o in self.mine(ins, s):
+                if o.s.price == price:
+                    o.queue_ahead = min(o.queue_ahead, new)
+        if new > 0.0:
+            opp = 1 - s
+            crossed = [o for o in self.mine(ins, opp) if at_or_through(opp, o.s.price, price)]
+            for o in self.priority(crossed, opp):
+                left = book.size(s, price)
+                if left <= 0.0:
+                    break
+                q = min(o.leaves, left)
+                book.consumed[s][price] = book.consumed[s].get(price, 0.0) + q
+                o.queue_ahead = 0.0
+                self.fill(o, ts, o.s.price, q, True, True)
+        if not queue_on and (flags & F_BATCH_END):
+            self.resync(ins)
+
+    def resync(self, ins: int):
+        book = self.books[ins]
+        for o in self.resting:
+            if o.s.instrument == ins:
+                o.queue_ahead = min(o.queue_ahead, book.size(side_ix(o.s.side), o.s.price))
+        book.resync_ts = None
+
+    def trade(self, ins: int, aggressor: int, price: float, size: float, ts: int):
+        if not (size > 0.0):
+            return
+        book = self.books[ins]
+        a = aggressor
+        if a == 0:
+            bids, asks = book.levels(0), book.levels(1)
+            if asks and price >= asks[0][0]:
+                a = 1
+            elif bids and price <= bids[0][0]:
+                a = -1
+            elif bids and asks:
+                a = 1 if price >= 0.5 * (bids[0][0] + asks[0][0]) else -1
+            else:
+                return
+        hs = 1 if a > 0 else 0  # the book side the aggressor hits
+        for p in list(book.consumed[hs]):
+            if at_or_through(hs, p, price):
+                book.consumed[hs][p] = max(book.consumed[hs][p] - size, 0.0)
+        hit = [o for o in self.mine(ins, hs) if at_or_through(hs, o.s.price, price)]
+        taken = 0.0
+        for o in self.priority(hit, hs):
+            if o.s.price == price:
+                ahead = o.queue_ahead
+                o.queue_ahead = max(ahead - size, 0.0)
+            else:
+                ahead = 0.0
+                o.queue_ahead = 0.0
+            q = min(o.leaves, size - ahead - taken)
+            if q > EPS:
+                self.fill(o, ts, o.s.price, q, True, True)
+                taken += q
+
+
+def run_reference(events, actions, *, maker_bps, taker_bps, gas, order_ms, response_ms, n_instruments=1):
+    """Fills of a scenario (see :class:`ReferenceVenues`)."""
+    ref = ReferenceVenues(len(order_ms), n_instruments, maker_bps, taker_bps, gas, order_ms, response_ms)
+    return ref.run(events, actions)
+
+
+
+
+def event_rows(rows) -> np.ndarray:
+    """EVENT_DTYPE rows from dicts (keys of EVENT_DTYPE; ``local_ts`` defaults to ``exch_ts``), sorted
+    by local time (stable: rows with equal local times keep the given order)."""
+    out = empty(len(rows))
+    for k, r in enumerate(rows):
+        for name, val in r.items():
+            out[k][name] = val
+        if "local_ts" not in r:
+            out[k]["local_ts"] = out[k]["exch_ts"]
+    return out[np.argsort(out["local_ts"], kind="stable")]
