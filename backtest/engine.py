@@ -38,8 +38,18 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, typeof, types
 
-from backtest.book import best_price, best_size
-from backtest.matching import NEED_FILL_ROOM, NEED_REPORT_ROOM, VENUE_DEFAULTED, VENUE_HALTED, VENUE_OK, venue_on_event, venue_process_actions, venue_set_status
+from backtest.book import apply_quote, best_price, best_size, clear_book, set_level, side_index
+from backtest.matching import (
+    NEED_FILL_ROOM,
+    NEED_MORE_DATA,
+    NEED_REPORT_ROOM,
+    VENUE_DEFAULTED,
+    VENUE_HALTED,
+    VENUE_OK,
+    venue_advance,
+    venue_set_status,
+    venues_advance,
+)
 from backtest.orders import (
     GTC,
     IOC,
@@ -55,9 +65,9 @@ from backtest.orders import (
     submit_order,
     take_report,
 )
-from backtest.pending import FEE, PRICE, QTY, REP_DONE, REP_FILL, SLOT
+from backtest.pending import FEE, PRICE, QTY, REP_CANCEL_REJECT, REP_DONE, REP_FILL, SLOT
 from backtest.pending import T as PQ_T
-from data.schema import KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE
+from data.schema import F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE
 from stockbridge.core import session_clock as sc
 from stockbridge.core.context import ASK, BID, MAX_LEVELS, MAX_VENUES
 from stockbridge.core.decide import KERNEL_TYPE, decide
@@ -75,6 +85,12 @@ FILLS_FULL = 1      # flush the sim's fill array, then resume
 QUEUE_FULL_ = 2     # grow the sim's message queues, then resume
 SERIES_FULL = 3     # flush the time-series buffers, then resume
 NO_ORDER_SLOT = 4   # more live orders than the order array holds: a configuration error
+NEED_MORE = 5       # append the next rows of the stream (the venues look ahead; a group may continue)
+
+# an order whose cancel the venue refused is cancelled again this long after the refusal (ns)
+CANCEL_RETRY_NS = 1_000_000_000
+# s.stale[slot]: an order we no longer want that may still fill (not one of the current quotes)
+STALE_NO, STALE_CANCELLING, STALE_REFUSED = 0, 1, 2
 
 # scalar slots of the float state ``f``
 F_FAIR, F_FAIR_STD, F_SHARE_MARK, F_TOKEN_MARK, F_INV_PNL, F_BORROW, F_DEFAULT_LOSS, F_CARRIED = range(8)
@@ -83,7 +99,8 @@ N_F = 11
 # scalar slots of the int state ``iv``
 I_EVENTS, I_MULT_IDX, I_NEXT_DECISION, I_NEXT_SAMPLE, I_NEXT_TRACK, I_TS_N, I_TRACK_N, I_FILLS_SEEN = range(8)
 I_LAST_ACCRUAL, I_HEDGE_SLOT, I_HEDGE_OID, I_FIRST_TS, I_LAST_TS, I_DECISIONS, I_SEG = 8, 9, 10, 11, 12, 13, 14
-N_I = 15
+I_REFUSED, I_CANCEL_RETRIES = 15, 16
+N_I = 17
 # config scalars ``cf``
 C_DECISION_NS, C_REQUOTE_TICKS, C_REQUOTE_FRAC, C_SAMPLE_NS, C_TRACK_NS, C_HEDGE_BAND, C_HEDGE_TARGET = range(7)
 C_OFFHOURS, C_GAP_Z, C_HALF_LIFE_S, C_NOISE_BPS, C_HEDGE_GAMMA, C_HEDGE_HOLD_S, C_HEDGE_SLIP, C_INITIAL_CASH = range(7, 15)
@@ -108,7 +125,8 @@ State = namedtuple(
     "State",
     ["f", "iv", "pos", "cash", "avg", "realized", "fees", "kpos", "kcash", "kavg", "krealized", "kfees",
      "fair_state", "vol_state", "qslot", "qoid", "arb_live", "last_update", "sc_done", "fill_mark", "ts_buf",
-     "track_buf", "ctx", "quotes", "takes", "rep_i", "rep_f"],
+     "track_buf", "ctx", "quotes", "takes", "rep_i", "rep_f",
+     "lpx", "lqty", "lnlev", "ldropped", "stale", "stale_retry", "stale_qty"],
 )
 
 
@@ -213,8 +231,10 @@ def remark(st, s, token_mark, share_mark):
 
 
 @njit(cache=True, inline="always", _nrt=False)
-def underlying_prints(state):
-    return state == PRE or state == REGULAR or state == AFTER
+def share_prints(st, state):
+    """The share's quotes mean something in this session: the equity market's own (pre, regular,
+    after) or one the hedge venue trades in (the overnight ATS session, when the config hedges there)."""
+    return state == PRE or state == REGULAR or state == AFTER or st.hedge_mask[state] == 1
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -249,8 +269,8 @@ def mark_to_fair(sim, st, s, now):
     two_sided = False
     if hv >= 0:
         hb = hv * st.ci[K_NI] + share
-        two_sided = math.isfinite(best_price(sim.px, sim.nlev, hb, 0)) and math.isfinite(best_price(sim.px, sim.nlev, hb, 1))
-    fair, fair_std = fair_value(s.fair_state, now, s.f[F_MULT], underlying_prints(session) and two_sided,
+        two_sided = math.isfinite(best_price(s.lpx, s.lnlev, hb, 0)) and math.isfinite(best_price(s.lpx, s.lnlev, hb, 1))
+    fair, fair_std = fair_value(s.fair_state, now, s.f[F_MULT], share_prints(st, session) and two_sided,
                                 var_since, vol_sigma(s.vol_state), st.cf[C_HALF_LIFE_S], st.cf[C_NOISE_BPS])
     s.f[F_FAIR] = fair
     s.f[F_FAIR_STD] = fair_std
@@ -270,32 +290,46 @@ def mark_to_fair(sim, st, s, now):
 
 
 @njit(cache=True, _nrt=False)
-def catch_up(sim, st, s, v, until, now):
-    """Carry out our messages that reached venue v before venue time ``until`` and book their fills.
-
-    A venue acts on our messages lazily, when the next market event comes; a halt or default that
-    starts (or a halt that ends) at ``until`` must find the venue as those messages left it.
-    Returns DONE, FILLS_FULL or QUEUE_FULL_."""
-    if sim.pq_n[v] == 0 or sim.pq_i[v, 0, PQ_T] >= until:
-        return DONE
-    rc = venue_process_actions(sim, v, until)
-    if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
-        book_fills(sim, st, s, now)
+def status_of(rc):
+    """A venue call's negative result as a run_chunk status."""
     if rc == NEED_FILL_ROOM:
         return FILLS_FULL
     if rc == NEED_REPORT_ROOM:
         return QUEUE_FULL_
+    if rc == NEED_MORE_DATA:
+        return NEED_MORE
     return DONE
 
 
 @njit(cache=True, _nrt=False)
-def apply_scenarios(sim, st, s, now):
-    """Start/stop halts and defaults due by ``now``. Returns a status code (DONE, FILLS_FULL or QUEUE_FULL_)."""
+def catch_up(sim, events, st, s, v, until, now):
+    """Venue v carries out everything at venue time <= ``until``; its fills are booked (at ``now``).
+
+    A halt or default that starts (or a halt that ends) at time t needs the venue as it was just
+    before t: ``until = t - 1``. Returns a status code."""
+    rc = venue_advance(sim, events, v, until)
+    if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
+        book_fills(sim, st, s, now)
+    return status_of(rc) if rc < 0 else DONE
+
+
+@njit(cache=True, _nrt=False)
+def catch_up_all(sim, events, st, s, until, now):
+    """Every venue carries out everything at its venue time <= ``until``; fills are booked."""
+    rc = venues_advance(sim, events, until)
+    if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
+        book_fills(sim, st, s, now)
+    return status_of(rc) if rc < 0 else DONE
+
+
+@njit(cache=True, _nrt=False)
+def apply_scenarios(sim, events, st, s, now):
+    """Start/stop halts and defaults due by ``now``. Returns a status code."""
     for k in range(st.sc_kind.shape[0]):
         kind = st.sc_kind[k]
         v = st.sc_venue[k]
         if kind == SC_DEFAULT and s.sc_done[k] == 0 and st.sc_start[k] <= now:
-            rc = catch_up(sim, st, s, v, st.sc_start[k], now)
+            rc = catch_up(sim, events, st, s, v, st.sc_start[k] - 1, now)
             if rc != DONE:
                 return rc
             if venue_set_status(sim, v, VENUE_DEFAULTED, st.sc_start[k]) == NEED_REPORT_ROOM:
@@ -317,13 +351,13 @@ def apply_scenarios(sim, st, s, now):
             s.sc_done[k] = 2
         elif kind == SC_HALT:
             if s.sc_done[k] == 0 and st.sc_start[k] <= now:
-                rc = catch_up(sim, st, s, v, st.sc_start[k], now)
+                rc = catch_up(sim, events, st, s, v, st.sc_start[k] - 1, now)
                 if rc != DONE:
                     return rc
                 venue_set_status(sim, v, VENUE_HALTED, st.sc_start[k])
                 s.sc_done[k] = 1
             if s.sc_done[k] == 1 and st.sc_end[k] <= now:
-                rc = catch_up(sim, st, s, v, st.sc_end[k], now)
+                rc = catch_up(sim, events, st, s, v, st.sc_end[k] - 1, now)
                 if rc != DONE:
                     return rc
                 venue_set_status(sim, v, VENUE_OK, st.sc_end[k])
@@ -331,21 +365,42 @@ def apply_scenarios(sim, st, s, now):
     return DONE
 
 
+@njit(cache=True, inline="always", _nrt=False)
+def _unstale(s, o, slot, qty):
+    """A stale order's open size shrinks by ``qty`` (a fill, or its end)."""
+    side = side_index(o.side)
+    s.stale_qty[np.int64(o.venue), side] = max(s.stale_qty[np.int64(o.venue), side] - qty, 0.0)
+
+
 @njit(cache=True, _nrt=False)
 def take_reports(sim, st, s, now):
-    """Receive every report due by ``now``: fills into the known books, finished orders out of our slots."""
+    """Receive every report due by ``now``: fills into the known books, finished orders out of our
+    slots, a refused cancel scheduled again (the order is ours until the venue says it is done)."""
     while next_report_time(sim) <= now:
         kind = take_report(sim, s.rep_i, s.rep_f)
         if kind == 0:
             continue
         slot = s.rep_i[SLOT]
         o = sim.orders[slot]
+        v = np.int64(o.venue)
         # a default set the known books to the claim, which already counts every fill made there
-        if kind == REP_FILL and sim.status[np.int64(o.venue)] != VENUE_DEFAULTED:
-            apply_fill(s.kpos, s.kcash, s.kavg, s.krealized, s.kfees, np.int64(o.venue), np.int64(o.instrument),
-                       np.int64(o.side), s.rep_f[PRICE], s.rep_f[QTY], 0.0, s.rep_f[FEE])
+        if kind == REP_FILL:
+            if sim.status[v] != VENUE_DEFAULTED:
+                apply_fill(s.kpos, s.kcash, s.kavg, s.krealized, s.kfees, v, np.int64(o.instrument),
+                           np.int64(o.side), s.rep_f[PRICE], s.rep_f[QTY], 0.0, s.rep_f[FEE])
+            if s.stale[slot] != STALE_NO:
+                _unstale(s, o, slot, s.rep_f[QTY])
+        elif kind == REP_CANCEL_REJECT:
+            if s.stale[slot] == STALE_CANCELLING:
+                s.stale[slot] = STALE_REFUSED
+                s.iv[I_REFUSED] += 1
+            s.stale_retry[slot] = now + CANCEL_RETRY_NS
         elif kind == REP_DONE:
-            v = np.int64(o.venue)
+            if s.stale[slot] != STALE_NO:
+                if s.stale[slot] == STALE_REFUSED:
+                    s.iv[I_REFUSED] -= 1
+                _unstale(s, o, slot, o.known_leaves)
+                s.stale[slot] = STALE_NO
             if o.tag == TAG_QUOTE:
                 for side in range(2):
                     for lvl in range(MAX_LEVELS):
@@ -355,6 +410,22 @@ def take_reports(sim, st, s, now):
                 s.arb_live[v] -= 1
             elif o.tag == TAG_HEDGE and s.iv[I_HEDGE_SLOT] == slot and s.iv[I_HEDGE_OID] == o.id:
                 s.iv[I_HEDGE_SLOT] = -1
+
+
+@njit(cache=True, _nrt=False)
+def retry_cancels(sim, s, now):
+    """Cancel again the orders whose cancel the venue refused, once their retry time has come."""
+    if s.iv[I_REFUSED] == 0:
+        return DONE
+    for slot in range(s.stale.shape[0]):
+        if s.stale[slot] == STALE_REFUSED and s.stale_retry[slot] <= now:
+            rc = request_cancel(sim, slot, now)
+            if rc == QUEUE_FULL:
+                return QUEUE_FULL_
+            s.stale[slot] = STALE_CANCELLING
+            s.iv[I_REFUSED] -= 1
+            s.iv[I_CANCEL_RETRIES] += 1
+    return DONE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,10 +454,13 @@ def fill_context(sim, st, s, now, session, hedge_open, tau):
         ins = st.venue_instrument[v]
         b = v * ni + (ins if ins >= 0 else 0)
         c.tradable[v] = 1 if (sim.status[v] == VENUE_OK and venue_hours_open(st, v, now)) else 0
-        c.bid[v] = best_price(sim.px, sim.nlev, b, 0)
-        c.ask[v] = best_price(sim.px, sim.nlev, b, 1)
-        c.bid_size[v] = best_size(sim.qty, sim.nlev, b, 0)
-        c.ask_size[v] = best_size(sim.qty, sim.nlev, b, 1)
+        # the market as its data reached us: what our own orders did there we learn from their reports
+        c.bid[v] = best_price(s.lpx, s.lnlev, b, 0)
+        c.ask[v] = best_price(s.lpx, s.lnlev, b, 1)
+        c.bid_size[v] = best_size(s.lqty, s.lnlev, b, 0)
+        c.ask_size[v] = best_size(s.lqty, s.lnlev, b, 1)
+        c.working_buy[v] = s.stale_qty[v, 0]
+        c.working_sell[v] = s.stale_qty[v, 1]
         c.last_update[v] = s.last_update[v]
         c.position[v] = s.kpos[v, ins] if ins >= 0 else 0.0
         c.cash[v] = s.kcash[v]
@@ -416,6 +490,9 @@ def reconcile_quotes(sim, st, s, now):
                     rc = request_cancel(sim, slot, now)
                     if rc == QUEUE_FULL:
                         return QUEUE_FULL_
+                    if rc == 1 and s.stale[slot] == STALE_NO:  # it may fill until the venue says it is done
+                        s.stale[slot] = STALE_CANCELLING
+                        s.stale_qty[v, side] += o.known_leaves
                     s.qslot[v, side, lvl] = -1
                 if size > 0.0:
                     slot = submit_order(sim, v, ins, 1 if side == BID else -1, price, size, GTC, 1, TAG_QUOTE, now)
@@ -430,10 +507,15 @@ def reconcile_quotes(sim, st, s, now):
 
 @njit(cache=True, inline="always", _nrt=False)
 def send_takes(sim, st, s, n, now):
+    """Send the takes the kernel wrote together as one unit, or none of them.
+
+    While a take at one of the batch's venues has not come back, the book view there is stale; an
+    arbitrage sent with a leg missing would leave delta the strategy never asked for."""
+    for k in range(n):
+        if s.arb_live[np.int64(s.takes[k, 0])] > 0:
+            return DONE
     for k in range(n):
         v = np.int64(s.takes[k, 0])
-        if s.arb_live[v] > 0:  # the last take there has not come back: its book view is stale
-            continue
         slot = submit_order(sim, v, st.venue_instrument[v], np.int64(s.takes[k, 1]), s.takes[k, 2], s.takes[k, 3],
                             IOC, 0, TAG_ARB, now)
         if slot == QUEUE_FULL:
@@ -452,8 +534,8 @@ def hedge(sim, st, s, now, hedge_open):
         return DONE  # one hedge order in flight at a time: the next decision sees its result
     share = st.ci[K_SHARE]
     b = hv * st.ci[K_NI] + share
-    bid = best_price(sim.px, sim.nlev, b, 0)
-    ask = best_price(sim.px, sim.nlev, b, 1)
+    bid = best_price(s.lpx, s.lnlev, b, 0)
+    ask = best_price(s.lpx, s.lnlev, b, 1)
     nd = net_delta_of(st, s, True)
     band = st.cf[C_HEDGE_BAND]
     target = st.cf[C_HEDGE_TARGET]
@@ -527,8 +609,8 @@ def sample_row(sim, st, s, ts, session):
                     if not math.isfinite(best) or (side == BID and p > best) or (side == ASK and p < best):
                         best = p
             row[base + 4 + side] = best
-        row[base + 6] = best_price(sim.px, sim.nlev, b, 0)
-        row[base + 7] = best_price(sim.px, sim.nlev, b, 1)
+        row[base + 6] = best_price(s.lpx, s.lnlev, b, 0)
+        row[base + 7] = best_price(s.lpx, s.lnlev, b, 1)
     s.iv[I_TS_N] = k + 1
 
 
@@ -536,8 +618,66 @@ def sample_row(sim, st, s, ts, session):
 # the loop
 
 
+@njit(cache=True, inline="always", _nrt=False)
+def local_on_event(s, events, i, ni):
+    """Apply a book row to the market as we know it (the data as received, at local time)."""
+    ev = events[i]
+    kind = ev.kind
+    if not (kind == KIND_QUOTE or kind == KIND_DEPTH or kind == KIND_SNAPSHOT) or ev.side == 0:
+        return
+    v = np.int64(ev.venue)
+    ins = np.int64(ev.instrument)
+    if v >= s.lnlev.shape[0] // ni or ins >= ni:
+        return
+    b = v * ni + ins
+    sd = side_index(ev.side)
+    if np.int64(ev.flags) & F_CLEAR:
+        clear_book(s.lnlev, b)
+    if kind == KIND_QUOTE:
+        apply_quote(s.lpx, s.lqty, s.lnlev, s.ldropped, b, sd, ev.price, max(ev.size, 0.0))
+    else:
+        set_level(s.lpx, s.lqty, s.lnlev, s.ldropped, b, sd, ev.price, max(ev.size, 0.0))
+
+
+@njit(cache=True, _nrt=False)
+def sample_until(sim, events, st, s, until):
+    """Time-series rows and fair-track rows for every interval boundary before ``until``, each showing
+    the state at its own timestamp: the venues caught up to it, marks moved to it, its own session."""
+    while s.iv[I_NEXT_SAMPLE] < until or s.iv[I_NEXT_TRACK] < until:
+        t = min(s.iv[I_NEXT_SAMPLE], s.iv[I_NEXT_TRACK])
+        if st.sc_kind.shape[0] > 0:
+            rc = apply_scenarios(sim, events, st, s, t)
+            if rc != DONE:
+                return rc
+        rc = catch_up_all(sim, events, st, s, t, t)
+        if rc != DONE:
+            return rc
+        mark_to_fair(sim, st, s, t)
+        if s.iv[I_NEXT_SAMPLE] == t:
+            if s.iv[I_TS_N] >= s.ts_buf.shape[0]:
+                return SERIES_FULL
+            sample_row(sim, st, s, t, st.sess_states[segment(st, s, t)])
+            s.iv[I_NEXT_SAMPLE] += np.int64(st.cf[C_SAMPLE_NS])
+        if s.iv[I_NEXT_TRACK] == t:
+            row = s.iv[I_TRACK_N]
+            if row >= s.track_buf.shape[0]:
+                return SERIES_FULL
+            s.track_buf[row, 0] = t
+            s.track_buf[row, 1] = s.f[F_FAIR]
+            s.track_buf[row, 2] = s.f[F_SHARE_MARK]
+            s.iv[I_TRACK_N] = row + 1
+            s.iv[I_NEXT_TRACK] += np.int64(st.cf[C_TRACK_NS])
+    return DONE
+
+
 def run_chunk(events, start, sim, st, s, params, kernel):
     """Replay ``events[start:]``; returns (index to resume at, status). See the module doc.
+
+    Unless ``sim.final[0]`` is set, the array's last row is not replayed (its same-time group may go
+    on in the next rows) and the venues may ask for rows beyond the array: the status is then
+    NEED_MORE, and the caller appends the next rows (:func:`backtest.matching.venues_keep_from`).
+    With ``sim.final[0]`` set the replay ends: the venues carry out what has reached them by the
+    last event's time and the last samples are taken.
 
     Compiled per argument types by :func:`compiled_run_chunk` (an explicit signature with the kernel
     typed as a first-class function is what lets numba cache it on disk), without reference counting
@@ -548,44 +688,43 @@ def run_chunk(events, start, sim, st, s, params, kernel):
     hv = st.ci[K_HEDGE_VENUE]
     share = st.ci[K_SHARE]
     n = events.shape[0]
+    final = sim.final[0] != 0
     for i in range(start, n):
+        if i == n - 1 and not final:
+            return i, NEED_MORE
         ev = events[i]
         now = ev.local_ts
         if s.iv[I_FIRST_TS] == 0:
             s.iv[I_FIRST_TS] = now
             s.iv[I_LAST_ACCRUAL] = now
-        # 1. what is due by now
-        if st.sc_kind.shape[0] > 0:
-            rc = apply_scenarios(sim, st, s, now)
+        # 1. samples of the state before this event
+        if s.iv[I_NEXT_SAMPLE] < now or s.iv[I_NEXT_TRACK] < now:
+            rc = sample_until(sim, events, st, s, now)
             if rc != DONE:
                 return i, rc
+        # 2. what is due by now: scenarios, every venue's own timeline up to now, multiplier steps,
+        #    the venues' reports
+        if st.sc_kind.shape[0] > 0:
+            rc = apply_scenarios(sim, events, st, s, now)
+            if rc != DONE:
+                return i, rc
+        rc = catch_up_all(sim, events, st, s, now, now)
+        if rc != DONE:
+            return i, rc
         while s.iv[I_MULT_IDX] + 1 < st.mult_times.shape[0] and st.mult_times[s.iv[I_MULT_IDX] + 1] <= now:
             s.iv[I_MULT_IDX] += 1
             s.f[F_MULT] = st.mult_values[s.iv[I_MULT_IDX]]
         # (calls that take the whole state are made only when there is work: they copy their arguments)
         if sim.pq_n[nv] > 0 and sim.pq_i[nv, 0, PQ_T] <= now:
             take_reports(sim, st, s, now)
-        # 2. our messages at the venues, then the market event
-        for u in range(nv):
-            if sim.pq_n[u] > 0 and sim.pq_i[u, 0, PQ_T] < ev.exch_ts:
-                rc = catch_up(sim, st, s, u, ev.exch_ts, now)
-                if rc != DONE:
-                    return i, rc
-        kind = ev.kind
-        if kind == KIND_QUOTE or kind == KIND_DEPTH or kind == KIND_SNAPSHOT or kind == KIND_TRADE:
-            rc = venue_on_event(sim, events, i)
-            if rc == NEED_FILL_ROOM:
-                return i, FILLS_FULL
-            if rc == NEED_REPORT_ROOM:
-                return i, QUEUE_FULL_
-            if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
-                book_fills(sim, st, s, now)
+        # 3. the market event as it reaches us
+        local_on_event(s, events, i, ni)
         v = np.int64(ev.venue)
         if v < MAX_VENUES:
             s.last_update[v] = now
         s.iv[I_EVENTS] += 1
         s.iv[I_LAST_TS] = now
-        # 3. act once per same-time group of events (a snapshot is one group)
+        # 4. act once per same-time group of events (a snapshot is one group)
         if i + 1 < n and events[i + 1].local_ts == now and events[i + 1].venue == ev.venue:
             continue
         k = segment(st, s, now)
@@ -593,46 +732,31 @@ def run_chunk(events, start, sim, st, s, params, kernel):
         ins = np.int64(ev.instrument)
         b = v * ni + ins
         if v < nv and ins < ni:
-            mid = 0.5 * (best_price(sim.px, sim.nlev, b, 0) + best_price(sim.px, sim.nlev, b, 1))
+            mid = 0.5 * (best_price(s.lpx, s.lnlev, b, 0) + best_price(s.lpx, s.lnlev, b, 1))
             if v == hv and ins == share:
-                if underlying_prints(session) and math.isfinite(mid) and mid > 0.0:
+                if share_prints(st, session) and math.isfinite(mid) and mid > 0.0:
                     var_now = variance_in(st, k, now)
                     fair_value_update_underlying(s.fair_state, now, mid)
                     s.f[F_VAR_AT_PRINT] = var_now
                     s.f[F_SIGMA_SHARE] = vol_update(s.vol_state, var_now, mid) * mid
             elif st.venue_instrument[v] == ins:
                 fair_value_update_venue(s.fair_state, v, now, mid)
-        due = st.cf[C_DECISION_NS] <= 0.0 or now >= s.iv[I_NEXT_DECISION]
-        if not due and now < s.iv[I_NEXT_SAMPLE] and now < s.iv[I_NEXT_TRACK]:
+        if not (st.cf[C_DECISION_NS] <= 0.0 or now >= s.iv[I_NEXT_DECISION]):
             continue
-        mark_to_fair(sim, st, s, now)
-        fair = s.f[F_FAIR]
-        hedge_open = False
-        if hv >= 0:
-            hedge_open = st.hedge_mask[session] == 1 and sim.status[hv] == VENUE_OK
-        # 4. samples (as of now) for every interval boundary passed
-        while s.iv[I_NEXT_SAMPLE] <= now:
-            if s.iv[I_TS_N] >= s.ts_buf.shape[0]:
-                return i + 1, SERIES_FULL
-            sample_row(sim, st, s, s.iv[I_NEXT_SAMPLE], session)
-            s.iv[I_NEXT_SAMPLE] += np.int64(st.cf[C_SAMPLE_NS])
-        while s.iv[I_NEXT_TRACK] <= now:
-            row = s.iv[I_TRACK_N]
-            if row >= s.track_buf.shape[0]:
-                return i + 1, SERIES_FULL
-            s.track_buf[row, 0] = s.iv[I_NEXT_TRACK]
-            s.track_buf[row, 1] = s.f[F_FAIR]
-            s.track_buf[row, 2] = s.f[F_SHARE_MARK]
-            s.iv[I_TRACK_N] = row + 1
-            s.iv[I_NEXT_TRACK] += np.int64(st.cf[C_TRACK_NS])
         # 5. decide
-        if not due:
-            continue
         if st.cf[C_DECISION_NS] > 0.0:
             step = np.int64(st.cf[C_DECISION_NS])
             s.iv[I_NEXT_DECISION] = (now // step + 1) * step
+        mark_to_fair(sim, st, s, now)
+        fair = s.f[F_FAIR]
+        rc = retry_cancels(sim, s, now)
+        if rc != DONE:
+            return i + 1, rc
         if not (math.isfinite(fair) and fair > 0.0 and math.isfinite(vol_sigma(s.vol_state))):
             continue
+        hedge_open = False
+        if hv >= 0:
+            hedge_open = st.hedge_mask[session] == 1 and sim.status[hv] == VENUE_OK
         tau = 0.0
         if not hedge_open:
             tau = gap_tau(sc.variance_until_open(st.sess_boundaries, st.sess_states, st.sess_cumvar, st.sess_weights,
@@ -647,6 +771,14 @@ def run_chunk(events, start, sim, st, s, params, kernel):
             rc = hedge(sim, st, s, now, hedge_open)
         if rc != DONE:
             return i + 1, rc
+    if final and n > 0:
+        # end of data: what has reached the venues by the last event's time happens; last samples
+        last = s.iv[I_LAST_TS]
+        rc = catch_up_all(sim, events, st, s, last, last)
+        if rc == DONE:
+            rc = sample_until(sim, events, st, s, last + 1)
+        if rc != DONE:
+            return n, rc
     return n, DONE
 
 
@@ -662,14 +794,3 @@ def compiled_run_chunk(events, sim, st, s, params):
     if fn is None:
         fn = _COMPILED[sig] = njit(sig, cache=True, _nrt=False, nogil=True)(run_chunk)
     return fn
-
-
-@njit(cache=True, _nrt=False)
-def finish(sim, st, s):
-    """End of data: let the fills of messages already at the venues happen, book them."""
-    now = s.iv[I_LAST_TS]
-    for u in range(st.ci[K_NV]):
-        rc = catch_up(sim, st, s, u, now + 1, now)
-        if rc != DONE:
-            return rc
-    return DONE

@@ -66,6 +66,8 @@ from backtest.book import (
     size_at,
     take_at,
 )
+from backtest.consumed import clear as clear_consumed
+from backtest.consumed import consume, drop_better_than, effective_size, traded_through
 from backtest.fees import fill_fee
 from backtest.latency import RESPONSE, deliver
 from backtest.orders import (
@@ -93,6 +95,7 @@ from backtest.orders import (
 )
 from backtest.pending import (
     ACT_NEW,
+    NEVER,
     KIND,
     OID,
     REP_ACK,
@@ -117,12 +120,14 @@ QUEUE_PROBABILISTIC = 1
 
 NEED_FILL_ROOM = -1
 NEED_REPORT_ROOM = -2
+NEED_MORE_DATA = -3
 
 NO_RESYNC = np.iinfo(np.int64).min
 
 FILL_DTYPE = np.dtype(
     [
         ("ts_venue", np.int64),    # venue ns when it happened
+        ("ts_arrival", np.int64),  # venue ns when the order reached the venue (<= ts_venue)
         ("ts_local", np.int64),    # local ns when its report reaches us
         ("order_id", np.int64),
         ("price", np.float64),     # quote ccy
@@ -176,6 +181,7 @@ def _fill(sim, slot, ts_venue, t_report, price, qty, maker, with_gas):
     k = sim.fill_n[0]
     f = sim.fills[k]
     f.ts_venue = ts_venue
+    f.ts_arrival = o.ts_venue
     f.ts_local = t_report
     f.order_id = o.id
     f.price = price
@@ -244,6 +250,7 @@ def venue_arrive_new(sim, slot, oid, t_venue) -> int:
                 break  # the next level is beyond our limit
             q = min(o.leaves, sim.qty[b, opp, 0])
             take_at(sim.px, sim.qty, sim.nlev, b, opp, 0, q)
+            consume(sim.cpx, sim.cq, sim.cn, sim.cevict, b, opp, lp, q)
             _fill(sim, slot, t_venue, t_r, lp, q, False, n == 0)
             n += 1
     if o.state == FILLED:
@@ -304,6 +311,101 @@ def venue_process_actions(sim, v, until) -> int:
             venue_arrive_cancel(sim, slot, oid, t)
         n += 1
     return n
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _next_row(sim, events, v) -> int:
+    """Index of venue ``v``'s next market row not yet carried out at the venue, -1 if the array has none."""
+    k = sim.xnext[v]
+    if k >= 0:
+        return k
+    k = sim.xscan[v]
+    n = events.shape[0]
+    while k < n:
+        if events[k].venue == v:
+            sim.xnext[v] = k
+            sim.xscan[v] = k + 1
+            return k
+        k += 1
+    sim.xscan[v] = n
+    return -1
+
+
+@njit(cache=True, _nrt=False)
+def venue_advance(sim, events, v, until) -> int:
+    """Carry out at venue ``v`` everything that happens there at venue time <= ``until`` (ns), in venue
+    time order: its own market rows of ``events`` (in row order, at their ``exch_ts``) and our
+    messages (at their arrival). At equal times the market row goes first.
+
+    Each venue runs on its own clock: whatever another venue's rows say, a message acts against this
+    venue's book as its own data shows it at the message's arrival. ``events`` is the merged stream in
+    local-time order; a venue's row reaches us after its feed latency, so its venue-side effect is
+    found by looking ahead (``sim.xnext`` / ``sim.xscan``, one cursor per venue). Unless
+    ``sim.final[0]`` says the array holds the rest of the data, a row of ``v`` not yet in the array
+    may still have ``exch_ts >= events[-1].local_ts - sim.lmax[v]`` (``lmax``: the largest feed
+    latency of the venue's data); when ``until`` reaches that far, this returns NEED_MORE_DATA and
+    changes nothing more: call again with the next rows appended (:func:`venues_rebase`).
+
+    Returns >= 0, or NEED_FILL_ROOM / NEED_REPORT_ROOM / NEED_MORE_DATA (make room / append data and
+    call again; nothing is lost).
+    """
+    n = events.shape[0]
+    while True:
+        k = _next_row(sim, events, v)
+        if k >= 0:
+            t_row = events[k].exch_ts
+        elif sim.final[0] != 0:
+            t_row = NEVER
+        elif n == 0:
+            return NEED_MORE_DATA
+        else:
+            t_row = events[n - 1].local_ts - sim.lmax[v]  # no unseen row of v is earlier than this
+        lim = t_row if t_row <= until else until + 1
+        rc = venue_process_actions(sim, v, lim)
+        if rc < 0:
+            return rc
+        if t_row > until:
+            return 0
+        if k < 0:
+            return NEED_MORE_DATA
+        rc = venue_on_event(sim, events, k)
+        if rc < 0:
+            return rc
+        sim.xnext[v] = -1
+
+
+@njit(cache=True, _nrt=False)
+def venues_advance(sim, events, until) -> int:
+    """:func:`venue_advance` for every venue. Returns 0 or the first negative code."""
+    n = events.shape[0]
+    for v in range(sim.dims[0]):
+        # the common case, nothing due at v, decided without a call
+        if sim.pq_n[v] == 0 or sim.pq_i[v, 0, T] > until:
+            if sim.xnext[v] >= 0:
+                if events[sim.xnext[v]].exch_ts > until:
+                    continue
+            elif sim.xscan[v] >= n and n > 0 and sim.final[0] == 0 and events[n - 1].local_ts - sim.lmax[v] > until:
+                continue
+        rc = venue_advance(sim, events, v, until)
+        if rc < 0:
+            return rc
+    return 0
+
+
+def venues_keep_from(sim, local_index: int) -> int:
+    """First row of the current array still needed after a NEED_MORE_DATA stop at ``local_index``:
+    the local loop's row or a venue cursor's, whichever is earlier."""
+    keep = local_index
+    for v in range(int(sim.dims[0])):
+        k = int(sim.xnext[v]) if sim.xnext[v] >= 0 else int(sim.xscan[v])
+        keep = min(keep, k)
+    return keep
+
+
+def venues_rebase(sim, keep: int) -> None:
+    """The rows before ``keep`` are dropped from the array the cursors point into."""
+    sim.xscan[:] -= keep
+    sim.xnext[sim.xnext >= 0] -= keep
 
 
 @njit(cache=True, _nrt=False)
@@ -405,6 +507,7 @@ def _on_level(sim, b, v, s, price, prev, new, ts, is_quote, queue_on) -> int:
         q = min(o.leaves, sim.qty[b, s, lk])
         o.queue_ahead = 0.0
         take_at(sim.px, sim.qty, sim.nlev, b, s, lk, q)
+        consume(sim.cpx, sim.cq, sim.cn, sim.cevict, b, s, price, q)
         _fill(sim, slot, ts, t_r, o.price, q, True, True)
         n += 1
     return n
@@ -428,6 +531,7 @@ def _on_trade(sim, b, v, side, price, size, ts) -> int:
         else:
             return 0
     hs = 1 if a > 0 else 0  # the book side the aggressor hits
+    traded_through(sim.cpx, sim.cq, sim.cn, b, hs, price, size)
     nc = 0
     for k in range(sim.oc[OC_NREST]):
         slot = sim.rest[k]
@@ -493,8 +597,12 @@ def venue_on_event(sim, events, i) -> int:
     s = side_index(ev.side)
     if flags & F_CLEAR:
         clear_book(sim.nlev, b)
+        clear_consumed(sim.cn, b)
         sim.resync_ts[b] = ts
-    size = max(ev.size, 0.0)
+    if kind == KIND_QUOTE:
+        drop_better_than(sim.cpx, sim.cq, sim.cn, b, s, ev.price)
+    # the venue shows what the data says minus what we already took there (backtest.consumed)
+    size = effective_size(sim.cpx, sim.cq, sim.cn, b, s, ev.price, max(ev.size, 0.0))
     if kind == KIND_QUOTE:
         prev = apply_quote(sim.px, sim.qty, sim.nlev, sim.dropped, b, s, ev.price, size)
     else:

@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backtest import engine as E
-from backtest.matching import FILL_DTYPE, VENUE_DEFAULTED
+from backtest.book import new_book
+from backtest.matching import FILL_DTYPE, VENUE_DEFAULTED, venues_keep_from, venues_rebase
 from backtest.metrics import MARKOUT_HORIZONS_S, summarize
 from backtest.orders import TAG_NAMES
 from backtest.simvenue import flush_fills, grow_queues, sim_from_config
@@ -56,6 +57,19 @@ def data_extent(root: Path, venue_ids: dict[str, int]) -> tuple[int, int, int]:
         for v, i, d in parts
     ]).collect()
     return int(frames["lo"].min()), int(frames["hi"].max()), int(frames["n"].sum())
+
+
+def feed_latencies(root: Path, venue_ids: dict[str, int]) -> np.ndarray:
+    """Per venue id, the largest ``local_ts - exch_ts`` (ns) over its rows in the store (0 without rows)."""
+    out = np.zeros(len(venue_ids), dtype=np.int64)
+    for v, i, d in list_partitions(root):
+        if v not in venue_ids:
+            continue
+        path = str(Path(root) / f"venue={v}" / f"instrument={i}" / f"date={d}" / "*.parquet")
+        worst = pl.scan_parquet(path).select((pl.col("local_ts") - pl.col("exch_ts")).max()).collect().item()
+        if worst is not None:
+            out[venue_ids[v]] = max(out[venue_ids[v]], int(worst))
+    return out
 
 
 def _variance_seconds_per_year(weights: np.ndarray) -> float:
@@ -106,8 +120,13 @@ def build_static(cfg: StockbridgeConfig, tables: MarketTables, start_ns: int, en
     )
 
 
-def new_state(cfg: StockbridgeConfig, tables: MarketTables, st: E.Static, start_ns: int, fill_capacity: int) -> E.State:
+def new_state(cfg: StockbridgeConfig, tables: MarketTables, st: E.Static, start_ns: int, sim) -> E.State:
+    """The engine's state at ``start_ns``: what we know (books of account, the market as received,
+    our working orders) and the accumulators; sized for ``sim``'s fills, orders and books."""
     nv, ni = tables.n_venues, len(tables.instrument_names)
+    fill_capacity = sim.fills.shape[0]
+    order_capacity = sim.orders.shape[0]
+    lpx, lqty, lnlev, ldropped = new_book(nv * ni, sim.px.shape[2])
     f = np.full(E.N_F, np.nan)
     for k in (E.F_INV_PNL, E.F_BORROW, E.F_DEFAULT_LOSS, E.F_CARRIED):
         f[k] = 0.0
@@ -138,6 +157,9 @@ def new_state(cfg: StockbridgeConfig, tables: MarketTables, st: E.Static, start_
         ts_buf=zeros(1, E.TS_FIXED_COLS + E.TS_VENUE_COLS * nv), track_buf=zeros(1, 3),
         ctx=ctx, quotes=new_quotes(), takes=new_takes(),
         rep_i=np.zeros(6, dtype=np.int64), rep_f=np.zeros(3, dtype=np.float64),
+        lpx=lpx, lqty=lqty, lnlev=lnlev, ldropped=ldropped,
+        stale=np.zeros(order_capacity, dtype=np.int64), stale_retry=np.zeros(order_capacity, dtype=np.int64),
+        stale_qty=zeros(MAX_VENUES, 2),
     )
 
 
@@ -151,22 +173,24 @@ def _apply_depegs(events: np.ndarray, cfg: StockbridgeConfig) -> None:
         events["price"][m] *= 1.0 + s.depeg_bps * 1e-4
 
 
-def _same_group(a, b) -> bool:
-    """Two event rows the engine acts on as one group: same venue, same local time."""
-    return a["local_ts"] == b["local_ts"] and a["venue"] == b["venue"]
-
-
 class Replay:
     """One backtest run's mutable pieces and its collected output."""
 
-    def __init__(self, cfg: StockbridgeConfig, data_dir: Path, start_ns: int, end_ns: int, kernel, params: np.ndarray):
+    def __init__(self, cfg: StockbridgeConfig, data_dir: Path, start_ns: int, end_ns: int, kernel, params: np.ndarray,
+                 feed_latency_max: np.ndarray | None = None):
+        """``feed_latency_max``: per venue, the largest ``local_ts - exch_ts`` of its data (ns): how far the
+        simulated venues must look ahead in the stream (:func:`backtest.matching.venue_advance`);
+        by default read from the store."""
+        if feed_latency_max is None:
+            feed_latency_max = feed_latencies(data_dir, cfg.venue_ids())
         self.cfg = cfg
         self.data_dir = data_dir
         self.start_ns, self.end_ns = start_ns, end_ns
         self.tables = build_tables(cfg, start_ns, end_ns)
         self.static = build_static(cfg, self.tables, start_ns, end_ns)
         self.sim = sim_from_config(cfg, fill_capacity=1 << 16, queue_capacity=1 << 14, order_capacity=4096)
-        self.state = new_state(cfg, self.tables, self.static, start_ns, self.sim.fills.shape[0])
+        self.sim.lmax[:] = feed_latency_max
+        self.state = new_state(cfg, self.tables, self.static, start_ns, self.sim)
         self.kernel, self.params = kernel, params
         self.fills: list[np.ndarray] = []
         self.marks: list[np.ndarray] = []
@@ -177,7 +201,8 @@ class Replay:
         self.track_path = Path(self._track_dir.name) / "fair_track.parquet"
         self._track_writer: pq.ParquetWriter | None = None
         self.track_thin: list[np.ndarray] = []
-        self._held = np.zeros(0, dtype=EVENT_DTYPE)  # rows of a same-time group the next chunk may continue
+        self._held = np.zeros(0, dtype=EVENT_DTYPE)  # rows the replay still needs when the next chunk comes
+        self._resume = 0  # where in ``_held`` the local replay goes on
 
     def compile(self) -> None:
         """Compile (or load from numba's disk cache) the replay loop for this run's types, so the
@@ -228,35 +253,29 @@ class Replay:
     def feed(self, events: np.ndarray) -> None:
         """Replay the next chunk of the merged stream.
 
-        The chunk's last same-time group (its trailing rows of one venue at one local time, which the
-        engine acts on as a whole) waits for the next chunk or :meth:`finish`: the next chunk may
-        continue that group, and ending a replay call inside it would make the engine decide on a
-        half-applied update, so the results would depend on the chunk size.
+        The replay stops short of a chunk's end: the chunk's last same-time group may continue in the
+        next chunk (deciding on a half-applied update would make the results depend on the chunk
+        size), and each simulated venue looks ahead by its feed latency for the rows that happened
+        at the venue before what we have received. What it still needs waits in ``_held`` for the
+        next chunk or :meth:`finish`.
         """
         _apply_depegs(events, self.cfg)
-        if len(self._held):
-            j = 0
-            while j < len(events) and _same_group(events[j], self._held[-1]):
-                j += 1
-            if j == len(events):
-                self._held = np.concatenate((self._held, events))
-                return
-            self._replay(np.concatenate((self._held, events[:j])))
-            events = events[j:]
-        k = len(events) - 1
-        while k > 0 and _same_group(events[k - 1], events[-1]):
-            k -= 1
-        self._held = events[k:].copy()
-        if k:
-            self._replay(events[:k])
+        self._replay(np.concatenate((self._held, events)) if len(self._held) else events)
 
     def _replay(self, events: np.ndarray) -> None:
-        self._size_series(int(events["local_ts"][-1]))
-        i = 0
+        if len(events):
+            self._size_series(int(events["local_ts"][-1]))
+        i = self._resume
         while True:
             run = E.compiled_run_chunk(events, self.sim, self.static, self.state, self.params)
             i, status = run(events, i, self.sim, self.static, self.state, self.params, self.kernel)
             if status == E.DONE:
+                self._held, self._resume = events[:0], 0
+                break
+            if status == E.NEED_MORE:
+                keep = venues_keep_from(self.sim, i)
+                venues_rebase(self.sim, keep)
+                self._held, self._resume = events[keep:].copy(), i - keep
                 break
             self._handle(status)
         self._flush_fills()
@@ -275,11 +294,9 @@ class Replay:
             raise RuntimeError(f"unexpected engine status {status}")
 
     def finish(self) -> None:
-        if len(self._held):
-            self._replay(self._held)
-            self._held = self._held[:0]
-        while (status := E.finish(self.sim, self.static, self.state)) != E.DONE:
-            self._handle(status)
+        """End of the data: replay what is held, let what reached the venues happen, take the last samples."""
+        self.sim.final[0] = 1
+        self._replay(self._held)
         self._flush_fills()
         self._flush_series()
         self._close_track()

@@ -16,6 +16,10 @@ Fields (``V`` venues, ``I`` instruments, ``B = V * I`` books):
 - latency (backtest.latency): ``lat`` float64[V, 4], ``last_arrive``, ``last_report`` int64[V],
   ``rng`` uint64[2] (backtest.rng);
 - venues: ``fees`` float64[V, 3] (backtest.fees), ``status`` int64[V] (VENUE_OK / HALTED / DEFAULTED);
+- liquidity we took (backtest.consumed): ``cpx``, ``cq`` float64[B, 2, K], ``cn`` int64[B, 2], ``cevict`` int64[1];
+- each venue's clock (backtest.matching.venue_advance): ``xnext``, ``xscan`` int64[V] (cursors into
+  the event array being replayed), ``lmax`` int64[V] (largest feed latency of the venue's data, ns),
+  ``final`` int64[1] (1 when the array holds the rest of the data);
 - ``dims`` int64[2] = (V, I); ``qmodel`` float64[2] = (QUEUE_CONSERVATIVE or
   QUEUE_PROBABILISTIC, power n of the probabilistic model).
 """
@@ -27,6 +31,7 @@ from collections import namedtuple
 import numpy as np
 
 from backtest.book import new_book
+from backtest.consumed import new_consumed
 from backtest.fees import fee_table
 from backtest.latency import latency_table
 from backtest.matching import FILL_DTYPE, NO_RESYNC, QUEUE_CONSERVATIVE, QUEUE_PROBABILISTIC
@@ -43,6 +48,8 @@ SimVenues = namedtuple(
         "pq_i", "pq_f", "pq_n",
         "lat", "last_arrive", "last_report", "rng",
         "fees", "status",
+        "cpx", "cq", "cn", "cevict",
+        "xnext", "xscan", "lmax", "final",
         "dims", "qmodel",
     ],
 )
@@ -88,6 +95,7 @@ def new_sim(
     px, qty, nlev, dropped = new_book(n_books, book_levels)
     orders, free, rest, oc = new_orders(order_capacity)
     pq_i, pq_f, pq_n = new_pending(n_venues + 1, queue_capacity)
+    cpx, cq, cn, cevict = new_consumed(n_books)
     return SimVenues(
         px=px, qty=qty, nlev=nlev, dropped=dropped,
         resync_ts=np.full(n_books, NO_RESYNC, dtype=np.int64),
@@ -98,6 +106,9 @@ def new_sim(
         lat=lat, last_arrive=np.zeros(n_venues, dtype=np.int64),
         last_report=np.zeros(n_venues, dtype=np.int64), rng=new_rng(seed),
         fees=fees, status=np.zeros(n_venues, dtype=np.int64),
+        cpx=cpx, cq=cq, cn=cn, cevict=cevict,
+        xnext=np.full(n_venues, -1, dtype=np.int64), xscan=np.zeros(n_venues, dtype=np.int64),
+        lmax=np.zeros(n_venues, dtype=np.int64), final=np.zeros(1, dtype=np.int64),
         dims=np.array([n_venues, n_instruments], dtype=np.int64),
         qmodel=np.array([QUEUE_MODELS[queue_model], queue_power], dtype=np.float64),
     )

@@ -63,6 +63,8 @@ CTX_DTYPE = np.dtype(
         ("last_update", np.int64, _V), # local ns UTC of the venue's last book update
         ("position", np.float64, _V),  # tokens (shares at the hedge venue)
         ("cash", np.float64, _V),      # quote ccy
+        ("working_buy", np.float64, _V),   # tokens in buy orders we are cancelling (they may still fill)
+        ("working_sell", np.float64, _V),  # tokens in sell orders we are cancelling
         ("haircut", np.float64, _V),   # fraction 0..1
         ("exposure", np.float64, _V),  # balance value at this venue, quote ccy
         ("exposure_cap", np.float64, _V),  # quote ccy

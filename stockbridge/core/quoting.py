@@ -222,7 +222,8 @@ def finalize_quotes(ctx, quotes):
        below the venue's best ask, an ask at least one tick above its best bid. Then bids round
        DOWN and asks UP to the tick grid.
     2. size: times ``ctx.size_factor``; trimmed to the room left, counting every quote already
-       accepted on that side as filled (level 0 of every venue first, then level 1, ...):
+       accepted on that side as filled (level 0 of every venue first, then level 1, ...), after the
+       orders still working that we are cancelling (``working_buy`` / ``working_sell``):
        per venue ``|position| <= max_position``; net delta (share-equivalents) within
        ``+/- max_net_delta``; a buy may not take the long holding's value at the venue,
        ``(position + buys) * max(fair, highest bid)``, above ``exposure_cap``. Then DOWN to the lot grid; a quote under
@@ -249,6 +250,11 @@ def finalize_quotes(ctx, quotes):
     marks = work[3]  # highest mark a pending buy at the venue was valued at
     delta_up = 0.0  # share-equivalents pending on the buy side, all venues
     delta_down = 0.0
+    for v in range(n_used):  # orders being cancelled may still fill: they count first
+        buys[v] = ctx.working_buy[v]
+        sells[v] = ctx.working_sell[v]
+        delta_up += ctx.working_buy[v] * unit_delta(ctx, v)
+        delta_down += ctx.working_sell[v] * unit_delta(ctx, v)
     for lvl in range(quotes.shape[2]):
         for v in range(n_used):
             if quotes[v, BID, lvl, 1] == 0.0 and quotes[v, ASK, lvl, 1] == 0.0:
