@@ -12,20 +12,20 @@ its own: nothing of venue B can change what happens at venue A. Reports (fills) 
 
 The venue book (per venue, instrument and side) is two dicts keyed by price:
 
-- ``stated[p]``: the size the data last stated for level ``p``;
+- ``size[p]``: the venue's displayed size at ``p``. A data row for level ``p`` sets it to
+  ``max(row size - consumed[p], 0)`` (a level at 0 is absent); our own takes lower it; nothing else
+  changes it until the data's next row for that level;
 - ``consumed[p]``: what *we* took from the displayed level ``p`` (an aggressive order of ours walking
-  it, or the level crossing one of our resting orders and filling it).
-
-The venue's size at ``p`` is ``max(stated[p] - consumed[p], 0)``; a level at 0 is absent.
-``consumed[p]`` is reduced by the volume of every data trade printed at or through ``p`` on that
-side, dropped when the data removes the level (a depth row of size 0, uncrossing by an opposite
-level, a better level's removal by an L1 quote) and cleared by a snapshot (``F_CLEAR``).
+  it, or the level crossing one of our resting orders and filling it). It is reduced by the volume of
+  every data trade printed at or through ``p`` on that side (that shows at the level's next row),
+  dropped when the data removes the level (a depth row of size 0; an L1 quote drops it for every
+  level better than its price) and cleared by a snapshot (``F_CLEAR``).
 
 Data rows:
 
-- depth / snapshot level: ``stated[p] = size`` (size 0 removes ``p``); a level of size > 0 removes
-  opposite levels at or through ``p`` (the data book is kept uncrossed);
-- L1 quote: ``p`` becomes the side's only stated level. Levels better than ``p`` are gone (their
+- depth / snapshot level: sets ``size[p]`` as above; a level of size > 0 removes opposite levels
+  at or through ``p`` from the venue book (the book is kept uncrossed; their ``consumed`` stays);
+- L1 quote: ``p`` becomes the side's only level. Levels better than ``p`` are gone (their
   ``consumed`` dropped, our queue there reset to 0); worse levels just leave the displayed book
   (their ``consumed`` is kept: an L1 feed does not say they went);
 - ``F_CLEAR``: both sides of the book and their ``consumed`` are cleared before the row applies;
@@ -135,32 +135,25 @@ def at_or_through(side_ix: int, level: float, price: float) -> bool:
 
 @dataclass
 class Book:
-    stated: list = field(default_factory=lambda: [{}, {}])
+    size: list = field(default_factory=lambda: [{}, {}])
     consumed: list = field(default_factory=lambda: [{}, {}])
     resync_ts: int | None = None  # a snapshot is being rebuilt (its exch_ts)
 
-    def size(self, s: int, p: float) -> float:
-        if p not in self.stated[s]:
-            return 0.0
-        return max(self.stated[s][p] - self.consumed[s].get(p, 0.0), 0.0)
+    def at(self, s: int, p: float) -> float:
+        return self.size[s].get(p, 0.0)
 
     def levels(self, s: int) -> list:
-        """Venue levels of side ``s`` with size > 0, best first: [(price, size)]."""
-        out = [(p, self.size(s, p)) for p in self.stated[s]]
-        out = [x for x in out if x[1] > 0.0]
-        out.sort(key=lambda x: -x[0] if s == 0 else x[0])
-        return out
+        """Venue levels of side ``s``, best first: [(price, size)]."""
+        return sorted(self.size[s].items(), key=lambda x: -x[0] if s == 0 else x[0])
 
-    def remove(self, s: int, p: float):
-        self.stated[s].pop(p, None)
-        self.consumed[s].pop(p, None)
-
-    def uncross(self, s: int, p: float):
-        """A level of side ``s`` at ``p`` removes opposite levels at or through ``p``."""
-        o = 1 - s
-        for q in list(self.stated[o]):
-            if at_or_through(o, q, p):
-                self.remove(o, q)
+    def take(self, s: int, p: float, q: float):
+        """We took ``q`` from the displayed level ``p``."""
+        self.consumed[s][p] = self.consumed[s].get(p, 0.0) + q
+        left = self.size[s][p] - q
+        if left <= EPS:
+            del self.size[s][p]
+        else:
+            self.size[s][p] = left
 
 
 def side_ix(side: int) -> int:
@@ -284,7 +277,7 @@ class VenueRun:
                 if o.leaves <= 0.0 or better(s, lp, price):
                     break
                 q = min(o.leaves, size)
-                book.consumed[opp][lp] = book.consumed[opp].get(lp, 0.0) + q
+                book.take(opp, lp, q)
                 self.fill(o, t, lp, q, False, first)
                 first = False
         if o.done:
@@ -293,7 +286,7 @@ class VenueRun:
             o.done = True
             return
         o.resting = True
-        o.queue_ahead = book.size(s, price)
+        o.queue_ahead = book.at(s, price)
         self.resting.append(o)
 
     # -- market rows --
@@ -316,27 +309,32 @@ class VenueRun:
         s = side_ix(int(row["side"]))
         flags = int(row["flags"])
         if flags & F_CLEAR:
-            book.stated = [{}, {}]
+            book.size = [{}, {}]
             book.consumed = [{}, {}]
             book.resync_ts = ts
         queue_on = book.resync_ts is None
-        size = max(size, 0.0)
         if kind == KIND_QUOTE:
-            for p in list(book.stated[s]):
+            for p in list(book.consumed[s]):
                 if better(s, p, price):
-                    book.remove(s, p)
-                elif p != price:
-                    book.stated[s].pop(p)  # unseen, not gone: its consumed stays
+                    del book.consumed[s][p]
+            book.size[s] = {}
             if queue_on:
                 for o in self.mine(ins, s):
                     if better(s, o.s.price, price):
                         o.queue_ahead = 0.0
         if size <= 0.0:
-            book.remove(s, price)
+            book.consumed[s].pop(price, None)
+            new = 0.0
         else:
-            book.stated[s][price] = size
-            book.uncross(s, price)
-        new = book.size(s, price)
+            new = max(size - book.consumed[s].get(price, 0.0), 0.0)
+        if new > 0.0:
+            book.size[s][price] = new
+            o_side = 1 - s
+            for q in list(book.size[o_side]):
+                if at_or_through(o_side, q, price):
+                    del book.size[o_side][q]
+        else:
+            book.size[s].pop(price, None)
         if queue_on:
             for o in self.mine(ins, s):
                 if o.s.price == price:
@@ -345,11 +343,11 @@ class VenueRun:
             opp = 1 - s
             crossed = [o for o in self.mine(ins, opp) if at_or_through(opp, o.s.price, price)]
             for o in self.priority(crossed, opp):
-                left = book.size(s, price)
+                left = book.at(s, price)
                 if left <= 0.0:
                     break
                 q = min(o.leaves, left)
-                book.consumed[s][price] = book.consumed[s].get(price, 0.0) + q
+                book.take(s, price, q)
                 o.queue_ahead = 0.0
                 self.fill(o, ts, o.s.price, q, True, True)
         if not queue_on and (flags & F_BATCH_END):
@@ -359,7 +357,7 @@ class VenueRun:
         book = self.books[ins]
         for o in self.resting:
             if o.s.instrument == ins:
-                o.queue_ahead = min(o.queue_ahead, book.size(side_ix(o.s.side), o.s.price))
+                o.queue_ahead = min(o.queue_ahead, book.at(side_ix(o.s.side), o.s.price))
         book.resync_ts = None
 
     def trade(self, ins: int, aggressor: int, price: float, size: float, ts: int):
