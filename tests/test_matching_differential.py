@@ -26,7 +26,7 @@ from reference_venue import GTC, IOC, MS, Cancel, ReferenceVenues, Submit, event
 
 from backtest.fees import fee_table
 from backtest.latency import latency_table
-from backtest.matching import venues_advance
+from backtest.matching import NEED_MORE_DATA, venues_advance, venues_keep_from, venues_rebase
 from backtest.orders import next_report_time, request_cancel, submit_order, take_report
 from backtest.simvenue import new_sim
 from data.schema import F_BATCH_END, F_CLEAR, KIND_DEPTH, KIND_NAMES, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE
@@ -51,10 +51,12 @@ class Scenario:
     response_ms: list
     events: np.ndarray
     actions: list
+    cuts: list  # where the chunked replay splits the event array
 
     def __repr__(self):  # what a failing example prints: readable rows and script
         lines = [f"Scenario(venues={self.n_venues}, instruments={self.n_instruments}, maker_bps={self.maker_bps}, "
-                 f"taker_bps={self.taker_bps}, gas={self.gas}, order_ms={self.order_ms}, response_ms={self.response_ms})"]
+                 f"taker_bps={self.taker_bps}, gas={self.gas}, order_ms={self.order_ms}, response_ms={self.response_ms}, "
+                 f"cuts={self.cuts})"]
         for e in self.events:
             lines.append(f"  row v{e['venue']} i{e['instrument']} {KIND_NAMES[int(e['kind'])]:8} side {int(e['side']):+d} "
                          f"{e['price']:g} x {e['size']:g} exch {(e['exch_ts'] - T0) / MS:g} ms "
@@ -213,16 +215,24 @@ def scenarios(draw):
         maker_bps=[MAKER_BPS[d[0]] for d in fee_lat], taker_bps=[TAKER_BPS[d[1]] for d in fee_lat],
         gas=[GAS[d[2]] for d in fee_lat], order_ms=[ORDER_MS[d[3]] for d in fee_lat],
         response_ms=[RESPONSE_MS[d[4]] for d in fee_lat], events=events, actions=actions,
+        cuts=sorted(draw(st.lists(st.integers(0, len(events)), max_size=3))),
     )
 
 
-def run_engine(scn: Scenario) -> np.ndarray:
-    """The compiled venues on the scenario: the fills (FILL_DTYPE)."""
+def run_engine(scn: Scenario, chunked: bool = False) -> np.ndarray:
+    """The compiled venues on the scenario: the fills (FILL_DTYPE). With ``chunked`` the events come
+    in the pieces ``scn.cuts`` makes, as the runner feeds them: each venue looks ahead by its largest
+    feed latency (``sim.lmax``) and asks for more data (NEED_MORE_DATA) when that is not enough."""
     sim = new_sim(scn.n_venues, scn.n_instruments, fee_table(scn.maker_bps, scn.taker_bps, scn.gas),
                   latency_table(scn.order_ms, scn.response_ms, 0.0), queue_model="conservative",
                   book_levels=16, order_capacity=64, fill_capacity=1024, queue_capacity=256)
-    sim.final[0] = 1
     events = scn.events
+    chunks = np.split(events, scn.cuts) if chunked else [events]
+    arr, nxt = chunks[0], 1
+    sim.final[0] = 1 if len(chunks) == 1 else 0
+    for v in range(scn.n_venues):
+        mine = events["venue"] == v
+        sim.lmax[v] = int((events["local_ts"][mine] - events["exch_ts"][mine]).max()) if mine.any() else 0
     rep_i, rep_f = np.zeros(6, dtype=np.int64), np.zeros(3, dtype=np.float64)
     sent = []  # per Submit: (slot, order id)
     by_time: dict[int, list] = {}
@@ -230,7 +240,12 @@ def run_engine(scn: Scenario) -> np.ndarray:
         by_time.setdefault(a.t, []).append(a)
     times = sorted(set(events["local_ts"].tolist()) | set(by_time))
     for now in times + [times[-1] + 10**12]:
-        assert venues_advance(sim, events, now) == 0
+        while (rc := venues_advance(sim, arr, now)) == NEED_MORE_DATA:
+            keep = venues_keep_from(sim, len(arr))
+            venues_rebase(sim, keep)
+            arr, nxt = np.concatenate((arr[keep:], chunks[nxt])), nxt + 1
+            sim.final[0] = 1 if nxt == len(chunks) else 0
+        assert rc == 0
         while next_report_time(sim) <= now:
             take_report(sim, rep_i, rep_f)
         for a in by_time.get(now, ()):
@@ -273,18 +288,21 @@ def reference_fills(scn: Scenario) -> list[tuple]:
     return [f.key() for f in ref.run(scn.events, scn.actions)]
 
 
-def assert_same_fills(scn: Scenario):
+def assert_same_fills(scn: Scenario, chunked: bool = False):
     want = by_venue(reference_fills(scn))
-    got = by_venue(engine_fills(run_engine(scn)))
+    got = by_venue(engine_fills(run_engine(scn, chunked)))
     for v in sorted(set(want) | set(got)):
         w, g = want.get(v, []), got.get(v, [])
         if len(w) != len(g) or not all(same(x, y) for x, y in zip(w, g)):
-            raise AssertionError(f"venue {v}: fills differ\n  reference:\n{show_fills(w)}\n  engine:\n{show_fills(g)}")
+            how = "in chunks" if chunked else "whole"
+            raise AssertionError(f"venue {v}: fills differ (events {how})\n  reference:\n{show_fills(w)}\n"
+                                 f"  engine:\n{show_fills(g)}")
 
 
 @given(scenarios())  # as many examples as the profile says (conftest.py)
 def test_engine_matches_reference(scn):
     assert_same_fills(scn)
+    assert_same_fills(scn, chunked=True)
 
 
 @settings(max_examples=300)
