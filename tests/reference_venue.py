@@ -49,6 +49,11 @@ Our orders (conservative queue model):
   priority order at their own price, maker, up to its venue size, which it consumes;
 - a cancel arriving while the order rests cancels it.
 
+Venue status (``status`` changes at venue times; at equal times before the row): HALTED, nothing
+trades (no fills; a data trade changes nothing for us), new orders are rejected, cancels refused (the
+order keeps resting); DEFAULTED, final: every live order is lost, in flight or resting, and nothing
+trades there again.
+
 Units: times int64 ns; prices quote currency; sizes tokens; fees quote currency (negative = rebate).
 """
 
@@ -65,6 +70,10 @@ EPS = 1e-9  # tokens: a remainder below this is nothing
 
 GTC = 0
 IOC = 1
+
+OK = 0         # venue status codes, as backtest.matching's VENUE_*
+HALTED = 1
+DEFAULTED = 2
 
 
 @dataclass
@@ -173,9 +182,10 @@ class ReferenceVenues:
         self.resp_ns = [int(round(m * MS)) for m in response_ms]
 
     # -- the whole scenario --
-    def run(self, events, actions) -> list[Fill]:
+    def run(self, events, actions, status=()) -> list[Fill]:
         """``events``: EVENT_DTYPE rows in local-time order; ``actions``: Submit / Cancel in local-time
-        order (order ids are 1, 2, ... in Submit order). Returns fills per venue in venue-time order,
+        order (order ids are 1, 2, ... in Submit order); ``status``: venue status changes
+        ``(venue, venue time, OK / HALTED / DEFAULTED)``. Returns fills per venue in venue-time order,
         venues one after the other."""
         orders = {}
         msgs = {v: [] for v in range(self.nv)}
@@ -198,34 +208,57 @@ class ReferenceVenues:
         fills = []
         for v in range(self.nv):
             rows = [events[i] for i in range(len(events)) if int(events[i]["venue"]) == v]
-            fills.extend(VenueRun(self, v, rows, msgs[v]).run())
+            changes = sorted((t, code) for u, t, code in status if u == v)
+            fills.extend(VenueRun(self, v, rows, msgs[v], changes).run())
         return fills
 
 
 class VenueRun:
     """One venue's timeline."""
 
-    def __init__(self, ref: ReferenceVenues, v: int, rows, msgs):
+    def __init__(self, ref: ReferenceVenues, v: int, rows, msgs, changes=()):
         self.ref = ref
         self.v = v
         self.rows = rows
         self.msgs = msgs
+        self.changes = list(changes)
+        self.status = OK
         self.books = {i: Book() for i in range(ref.ni)}
         self.resting = []  # our resting orders, any instrument
         self.fills = []
         self.last_report = -(2**62)
 
     def run(self) -> list[Fill]:
-        k = 0
-        for row in self.rows:
-            while k < len(self.msgs) and self.msgs[k][0] < int(row["exch_ts"]):
-                self.message(*self.msgs[k])
-                k += 1
-            self.market(row)
-        while k < len(self.msgs):
-            self.message(*self.msgs[k])
-            k += 1
+        """Status changes, market rows and our messages in venue-time order; at equal times a status
+        change first (it is set after the venue has caught up to just before it), then the row."""
+        never = 2**63
+        r = m = c = 0
+        while r < len(self.rows) or m < len(self.msgs) or c < len(self.changes):
+            tr = int(self.rows[r]["exch_ts"]) if r < len(self.rows) else never
+            tm = self.msgs[m][0] if m < len(self.msgs) else never
+            tc = self.changes[c][0] if c < len(self.changes) else never
+            if tc <= tr and tc <= tm:
+                self.set_status(self.changes[c][1])
+                c += 1
+            elif tr <= tm:
+                self.market(self.rows[r])
+                r += 1
+            else:
+                self.message(*self.msgs[m])
+                m += 1
         return self.fills
+
+    def set_status(self, code: int):
+        """HALTED: nothing trades (no fills, data trades change nothing for us), new orders are
+        rejected, cancels refused; DEFAULTED (final): every live order is lost, nothing trades again."""
+        if self.status == DEFAULTED:
+            return
+        self.status = code
+        if code == DEFAULTED:
+            for o in list(self.resting):
+                self.finish(o)
+            for _, _, o in self.msgs:
+                o.done = True  # in flight: lost too (a later Submit is rejected on arrival anyway)
 
     # -- fills --
     def fill(self, o: Order, t: int, price: float, qty: float, maker: bool, with_gas: bool):
@@ -259,8 +292,11 @@ class VenueRun:
     # -- our messages --
     def message(self, t: int, kind: str, o: Order):
         if kind == "cancel":
-            if o.resting:
+            if o.resting and self.status == OK:
                 self.finish(o)
+            return
+        if o.done or self.status != OK:
+            o.done = True  # lost in a default, or rejected: halted / defaulted venue
             return
         s = side_ix(o.s.side)
         opp = 1 - s
@@ -339,7 +375,7 @@ class VenueRun:
             for o in self.mine(ins, s):
                 if o.s.price == price:
                     o.queue_ahead = min(o.queue_ahead, new)
-        if new > 0.0:
+        if new > 0.0 and self.status == OK:
             opp = 1 - s
             crossed = [o for o in self.mine(ins, opp) if at_or_through(opp, o.s.price, price)]
             for o in self.priority(crossed, opp):
@@ -361,7 +397,9 @@ class VenueRun:
         book.resync_ts = None
 
     def trade(self, ins: int, aggressor: int, price: float, size: float, ts: int):
-        if not (size > 0.0):
+        # Halted or defaulted: the engine's choice, which leaves consumed[] as it was (rule 2 says
+        # every data trade reduces it: tests/test_matching_reference_cases.py)
+        if not (size > 0.0) or self.status != OK:
             return
         book = self.books[ins]
         a = aggressor

@@ -26,7 +26,17 @@ from reference_venue import GTC, IOC, MS, Cancel, ReferenceVenues, Submit, event
 
 from backtest.fees import fee_table
 from backtest.latency import latency_table
-from backtest.matching import NEED_MORE_DATA, venues_advance, venues_keep_from, venues_rebase
+from backtest.matching import (
+    NEED_MORE_DATA,
+    VENUE_DEFAULTED,
+    VENUE_HALTED,
+    VENUE_OK,
+    venue_advance,
+    venue_set_status,
+    venues_advance,
+    venues_keep_from,
+    venues_rebase,
+)
 from backtest.orders import next_report_time, request_cancel, submit_order, take_report
 from backtest.simvenue import new_sim
 from data.schema import F_BATCH_END, F_CLEAR, KIND_DEPTH, KIND_NAMES, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE
@@ -52,11 +62,12 @@ class Scenario:
     events: np.ndarray
     actions: list
     cuts: list  # where the chunked replay splits the event array
+    status: list  # venue status changes (venue, venue time, OK / HALTED / DEFAULTED), in time order
 
     def __repr__(self):  # what a failing example prints: readable rows and script
         lines = [f"Scenario(venues={self.n_venues}, instruments={self.n_instruments}, maker_bps={self.maker_bps}, "
                  f"taker_bps={self.taker_bps}, gas={self.gas}, order_ms={self.order_ms}, response_ms={self.response_ms}, "
-                 f"cuts={self.cuts})"]
+                 f"cuts={self.cuts}, status={[(v, (t - T0) / MS, c) for v, t, c in self.status]})"]
         for e in self.events:
             lines.append(f"  row v{e['venue']} i{e['instrument']} {KIND_NAMES[int(e['kind'])]:8} side {int(e['side']):+d} "
                          f"{e['price']:g} x {e['size']:g} exch {(e['exch_ts'] - T0) / MS:g} ms "
@@ -193,12 +204,13 @@ def scenarios(draw):
         raw.append((t, k, ACTION_KINDS[kind], v, ins % ni, side, px - 1, SIZES[qty], po == 2, target, join))
     raw.sort()
     actions = []
-    n_orders = 0
+    venue_of = []  # per Submit so far, its venue
     for t, _, kind, v, ins, side, px, qty, po, target, join in raw:
         t = int(t)
         if kind == "cancel":
-            if n_orders:
-                actions.append(Cancel(t, target % n_orders))
+            if venue_of:  # an order of the venue whose rows its time was drawn against, if it has one
+                here = [k for k, u in enumerate(venue_of) if u == v] or list(range(len(venue_of)))
+                actions.append(Cancel(t, here[target % len(here)]))
             continue
         if kind == "quote":
             # most quotes join a level the venue's data shows on their side, to meet a queue
@@ -207,7 +219,7 @@ def scenarios(draw):
         else:
             price = (math.inf if side > 0 else 0.0) if px < 0 else PRICES[px]
             actions.append(Submit(t, v, ins, side, price, qty, IOC, False))
-        n_orders += 1
+        venue_of.append(v)
     fee_lat = [digits(p // 32, len(MAKER_BPS), len(TAKER_BPS), len(GAS), len(ORDER_MS), len(RESPONSE_MS))
                for p in venue_params]
     return Scenario(
@@ -216,7 +228,21 @@ def scenarios(draw):
         gas=[GAS[d[2]] for d in fee_lat], order_ms=[ORDER_MS[d[3]] for d in fee_lat],
         response_ms=[RESPONSE_MS[d[4]] for d in fee_lat], events=events, actions=actions,
         cuts=sorted(draw(st.lists(st.integers(0, len(events)), max_size=3))),
+        status=status_changes(venue_params, exch),
     )
+
+
+def status_changes(venue_params, exch) -> list[tuple]:
+    """A halt at a quarter of the venues, a default at an eighth, each near one of its rows."""
+    out = []
+    for v, p in enumerate(venue_params):
+        halt, h_row, h_delta, h_len, default, d_row, d_delta = digits(p // (32 * 1680), 4, 64, 7, 4, 8, 64, 7)
+        if halt == 0:
+            start = int(exch[v][h_row % len(exch[v])]) + (h_delta - 3) * MS
+            out += [(v, start, VENUE_HALTED), (v, start + [1, 3, 10, 50][h_len] * MS, VENUE_OK)]
+        if default == 0:
+            out.append((v, int(exch[v][d_row % len(exch[v])]) + (d_delta - 3) * MS, VENUE_DEFAULTED))
+    return sorted(out, key=lambda c: c[1])
 
 
 def run_engine(scn: Scenario, chunked: bool = False) -> np.ndarray:
@@ -239,13 +265,25 @@ def run_engine(scn: Scenario, chunked: bool = False) -> np.ndarray:
     for a in scn.actions:
         by_time.setdefault(a.t, []).append(a)
     times = sorted(set(events["local_ts"].tolist()) | set(by_time))
-    for now in times + [times[-1] + 10**12]:
-        while (rc := venues_advance(sim, arr, now)) == NEED_MORE_DATA:
+
+    def advance(call):
+        nonlocal arr, nxt
+        while (rc := call()) == NEED_MORE_DATA:
             keep = venues_keep_from(sim, len(arr))
             venues_rebase(sim, keep)
             arr, nxt = np.concatenate((arr[keep:], chunks[nxt])), nxt + 1
             sim.final[0] = 1 if nxt == len(chunks) else 0
-        assert rc == 0
+        assert rc >= 0
+
+    changes = list(scn.status)
+    for now in times + [times[-1] + 10**12]:
+        # a status change at venue time t, as the engine's scenarios do it: the venue catches up to
+        # just before t, then changes
+        while changes and changes[0][1] <= now:
+            v, t, code = changes.pop(0)
+            advance(lambda: venue_advance(sim, arr, v, t - 1))
+            venue_set_status(sim, v, code, t)
+        advance(lambda: venues_advance(sim, arr, now))
         while next_report_time(sim) <= now:
             take_report(sim, rep_i, rep_f)
         for a in by_time.get(now, ()):
@@ -285,7 +323,7 @@ def show_fills(rows):
 def reference_fills(scn: Scenario) -> list[tuple]:
     ref = ReferenceVenues(scn.n_venues, scn.n_instruments, scn.maker_bps, scn.taker_bps, scn.gas, scn.order_ms,
                           scn.response_ms)
-    return [f.key() for f in ref.run(scn.events, scn.actions)]
+    return [f.key() for f in ref.run(scn.events, scn.actions, scn.status)]
 
 
 def assert_same_fills(scn: Scenario, chunked: bool = False):
@@ -312,7 +350,7 @@ def test_reference_fills_keep_the_invariants(scn):
     import polars as pl
 
     fills = [f for f in ReferenceVenues(scn.n_venues, scn.n_instruments, scn.maker_bps, scn.taker_bps, scn.gas,
-                                        scn.order_ms, scn.response_ms).run(scn.events, scn.actions)]
+                                        scn.order_ms, scn.response_ms).run(scn.events, scn.actions, scn.status)]
     frame = pl.DataFrame({
         "ts": [f.ts_venue for f in fills], "arrival_ts": [f.ts_arrival for f in fills],
         "local_ts": [f.ts_local for f in fills], "venue": [f.venue for f in fills],
@@ -323,4 +361,12 @@ def test_reference_fills_keep_the_invariants(scn):
     }, schema={"ts": pl.Int64, "arrival_ts": pl.Int64, "local_ts": pl.Int64, "venue": pl.Int64,
                "instrument": pl.Int64, "side": pl.Int8, "price": pl.Float64, "qty": pl.Float64, "fee": pl.Float64,
                "liquidity": pl.String, "order_id": pl.Int64, "tag": pl.String})
-    assert check_fills(scn.events, frame) == []
+    halts = []
+    starts = {}
+    for v, t, c in scn.status:
+        if c == VENUE_HALTED:
+            starts[v] = t
+        elif c == VENUE_OK and v in starts:
+            halts.append((v, starts.pop(v), t))
+    defaults = [(v, t) for v, t, c in scn.status if c == VENUE_DEFAULTED]
+    assert check_fills(scn.events, frame, halts=halts, defaults=defaults) == []
