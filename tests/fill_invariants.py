@@ -40,6 +40,7 @@ import polars as pl
 from data.schema import EVENT_DTYPE, F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE, to_numpy
 
 TOL = 1e-9  # tokens, relative to the bound
+PRICE_TOL = 1e-9  # relative: prices this close are the same level (as backtest.book.same_price)
 FINAL_STATES = {"filled", "cancelled", "rejected", 4, 5, 6}
 
 
@@ -128,13 +129,16 @@ class _BookReplay:
 
     def taker_bound(self, side: int, price: float, arrival: int) -> float:
         opp = 1 if side > 0 else 0
-        return self.state_at(arrival)[opp].get(price, 0.0)
+        tol = PRICE_TOL * max(1.0, abs(price))
+        return sum(q for p, q in self.state_at(arrival)[opp].items() if abs(p - price) <= tol)
 
     def maker_bound(self, side: int, limit: float, a: int, e: int) -> float:
         opp = 1 if side > 0 else 0
 
+        tol = PRICE_TOL * max(1.0, abs(limit))  # our limit is rounded to the grid, data prices are parsed
+
         def crossing(px):  # opposite level at or through our limit
-            return px <= limit if opp == 1 else px >= limit
+            return px <= limit + tol if opp == 1 else px >= limit - tol
 
         at_a = {p: q for p, q in self.state_at(a)[opp].items() if crossing(p)}
         lo, hi = np.searchsorted(self.lv_ts, [a, e], side="right")
@@ -148,7 +152,7 @@ class _BookReplay:
         # trades on the opposite side (the aggressor hits it: a buy hits asks) refresh its levels
         hits_opp = (ag >= 0) if opp == 1 else (ag <= 0)
         for p in levels:
-            through = (px >= p) if opp == 1 else (px <= p)
+            through = (px >= p - tol) if opp == 1 else (px <= p + tol)
             traded += float(sz[hits_opp & through].sum())
         return displayed + traded
 

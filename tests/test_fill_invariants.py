@@ -132,3 +132,14 @@ def test_orders_frame_checks():
     moved = good.with_columns(pl.Series("arrival_ts", [at(1), at(0)]))
     assert kinds(check_fills(ev, log, moved)) == ["arrival"]
     assert kinds(check_fills(ev, log, good.filter(pl.col("order_id") == 1))) == ["orders"]
+
+
+def test_prices_within_float_noise_are_the_same_level():
+    # our limit comes off the tick grid (207.48000000000002), the data's prices are parsed (207.48)
+    limit = 20748 * 0.01
+    assert limit != 207.48
+    ev = event_rows([row(0, KIND_DEPTH, BID, 207.47, 5.0), row(2, KIND_TRADE, BUY, 207.48, 3.0),
+                     row(3, KIND_DEPTH, BID, 207.48, 2.0)])
+    assert check_fills(ev, fills((1, SELL, 2, 1, limit, 3.0, "maker"))) == []
+    assert check_fills(ev, fills((2, SELL, 4, 4, limit, 2.0, "taker"))) == []
+    assert kinds(check_fills(ev, fills((1, SELL, 2, 1, limit, 4.0, "maker")))) == ["liquidity"]
