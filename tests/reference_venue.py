@@ -47,7 +47,9 @@ Our orders (conservative queue model):
   quote at a worse price than ours) leaves nobody ahead;
 - an opposite level at or through our price (a level row with venue size > 0) fills our orders in
   priority order at their own price, maker, up to its venue size, which it consumes;
-- a cancel arriving while the order rests cancels it.
+- a cancel arriving while the order rests cancels it. A scripted cancel is only sent if, at its
+  local send time, we do not know of an earlier cancel of ours still unanswered (orders.request_cancel
+  refuses it then): that matters when a halted venue refused the earlier one.
 
 Venue status (``status`` changes at venue times; at equal times before the row): HALTED, nothing
 trades (no fills; a data trade changes nothing for us), new orders are rejected, cancels refused (the
@@ -129,6 +131,7 @@ class Order:
     resting: bool = False
     done: bool = False
     queue_ahead: float = 0.0
+    refused: list = field(default_factory=list)  # per cancel we sent: when its refusal reached us (None: not refused)
 
 
 def better(side_ix: int, a: float, b: float) -> bool:
@@ -198,13 +201,13 @@ class ReferenceVenues:
                 last_arrive[v] = t
                 order = Order(o_id, a, t, a.qty)
                 orders[o_id] = order
-                msgs[v].append((t, "new", order))
+                msgs[v].append((t, "new", order, a.t))
             else:
                 order = orders[a.target + 1]
                 v = order.s.venue
                 t = max(a.t + self.order_ns[v], last_arrive[v])
                 last_arrive[v] = t
-                msgs[v].append((t, "cancel", order))
+                msgs[v].append((t, "cancel", order, a.t))
         fills = []
         for v in range(self.nv):
             rows = [events[i] for i in range(len(events)) if int(events[i]["venue"]) == v]
@@ -257,7 +260,7 @@ class VenueRun:
         if code == DEFAULTED:
             for o in list(self.resting):
                 self.finish(o)
-            for _, _, o in self.msgs:
+            for _, _, o, _ in self.msgs:
                 o.done = True  # in flight: lost too (a later Submit is rejected on arrival anyway)
 
     # -- fills --
@@ -290,10 +293,19 @@ class VenueRun:
         return [o for o in self.resting if o.s.instrument == ins and side_ix(o.s.side) == s]
 
     # -- our messages --
-    def message(self, t: int, kind: str, o: Order):
+    def message(self, t: int, kind: str, o: Order, t_sent: int):
         if kind == "cancel":
+            # we only send a cancel for an order we know to be pending or open: not while an earlier
+            # cancel of ours is unanswered (its refusal, if any, had not reached us when we sent this)
+            if any(r is None or r > t_sent for r in o.refused):
+                return
             if o.resting and self.status == OK:
                 self.finish(o)
+            elif o.resting:  # halted: refused, the order keeps resting; we learn it a response latency later
+                self.last_report = max(t + self.ref.resp_ns[self.v], self.last_report)
+                o.refused.append(self.last_report)
+                return
+            o.refused.append(None)
             return
         if o.done or self.status != OK:
             o.done = True  # lost in a default, or rejected: halted / defaulted venue

@@ -172,3 +172,32 @@ def test_snapshot_keeps_queue_until_batch_end():
             trade(6, SELL, 100.0, 5.0)]  # 4 ahead after the snapshot: we get 1
     fills = ref().run(event_rows(rows), [Submit(at(0), 0, 0, BUY, 100.0, 2.0)])
     assert summary(fills) == [(1, 6, 100.0, 1.0, 1)]
+
+
+def test_halt_rejects_new_orders_refuses_cancels_and_fills_nothing():
+    from reference_venue import HALTED, OK
+
+    rows = [depth(0, ASK, 101.0, 5.0), depth(0, BID, 98.0, 1.0),
+            trade(3, SELL, 99.0, 5.0),            # halted: fills nothing
+            depth(4, ASK, 99.5, 1.0),             # halted: crosses our bid, no fill
+            trade(12, SELL, 99.0, 5.0)]           # open again: fills the bid whose cancel was refused
+    acts = [Submit(at(0), 0, 0, BUY, 99.5, 2.0),  # rests at 1 ms
+            Submit(at(2), 0, 0, BUY, 99.5, 1.0),  # arrives at 3 ms, halted: rejected
+            Cancel(at(4), 0),                     # arrives at 5 ms, halted: refused (we learn it at 6 ms)
+            Cancel(at(5), 0)]                     # sent before the refusal reached us: not sent at all
+    fills = ref().run(event_rows(rows), acts, status=[(0, at(2), HALTED), (0, at(10), OK)])
+    assert summary(fills) == [(1, 12, 99.5, 2.0, 1)]
+    # a cancel sent after we learnt of the refusal goes out, and the venue is open again by then
+    acts[3] = Cancel(at(10), 0)
+    assert ref().run(event_rows(rows), acts, status=[(0, at(2), HALTED), (0, at(10), OK)]) == []
+
+
+def test_default_loses_every_order():
+    from reference_venue import DEFAULTED, OK
+
+    rows = [depth(0, ASK, 101.0, 5.0), trade(5, SELL, 99.0, 5.0), depth(6, ASK, 99.0, 5.0)]
+    acts = [Submit(at(0), 0, 0, BUY, 99.5, 2.0),                 # resting at the default
+            Submit(at(3), 0, 0, BUY, 99.5, 2.0),                 # in flight at the default
+            Submit(at(4), 0, 0, BUY, math.inf, 1.0, IOC)]        # arrives after it
+    fills = ref(order_ms=[1.0]).run(event_rows(rows), acts, status=[(0, at(4), DEFAULTED), (0, at(4.5), OK)])
+    assert fills == []
