@@ -303,6 +303,7 @@ def run_backtrader_bars(
     sigma = _rolling_sigma(token["close"], cal.variance_time(ts[:-1] + bar_ns, ts[1:] + bar_ns), sigma_window)
     market = {
         "decision_ts": decision_ts, "state": state, "tau": tau, "var_next": var_next, "sigma": sigma,
+        "var_rate": var_next / (bar_ns * 1e-9),
         "close": token["close"], "half_range": np.maximum((token["high"] - token["low"]) / 2.0, venue.tick_size),
     }
     frame = pd.DataFrame(
@@ -430,6 +431,7 @@ class _BarQuoter(bt.Strategy):
             return
         c["ts"] = c["last_update"][0] = m["decision_ts"][k]
         c["session"] = m["state"][k]
+        c["var_rate"] = m["var_rate"][k]
         c["tau"] = m["tau"][k]
         c["size_factor"] = 1.0 if m["state"][k] == REGULAR else self.p.risk.offhours_size_factor
         c["fair"] = m["close"][k]

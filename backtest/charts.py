@@ -1,46 +1,79 @@
-"""Inline SVG charts for the offline HTML report: time lines with shaded bands, grouped bars.
+"""Plotly building blocks for the backtest report: time lines, fill markers, session shading, bars.
 
-Pure Python and numpy, no plotting library and no scripts: the SVG text goes straight into the page.
-Long series are thinned with :func:`downsample_minmax`, which keeps each bucket's minimum and maximum
-so spikes survive. Time axes take int64 ns UTC and label in UTC.
+Every function returns plain Plotly objects (``go.Figure``, ``go.Scatter``, shape dicts); the page
+that embeds them is :mod:`backtest.report_page`. Times come in as int64 ns UTC and go to Plotly as
+float milliseconds since the epoch on ``type="date"`` axes (compact: Plotly writes float arrays as
+base64). Long lines are thinned before they are handed to Plotly:
+
+- step lines (sampled states: quotes, positions, exposures, caps) first drop the samples that repeat
+  the previous value, which is exact for a line drawn with ``line_shape="hv"``;
+- any line still longer than ``max_points`` keeps, per bucket of consecutive samples, the first, the
+  minimum and the maximum (:func:`downsample_minmax`), so spikes and gaps survive.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from html import escape
 
 import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-WIDTH, HEIGHT = 920, 260
-_M_LEFT, _M_RIGHT, _M_TOP, _M_BOTTOM = 70, 16, 44, 44
+NS_PER_MS = 1_000_000
+MAX_LINE_POINTS = 2400
+
+# One colour family per venue: the main colour for the venue's own line, a darker one (drawn dashed)
+# for its limit. Families are far apart so venues stay distinct on one chart.
+VENUE_FAMILIES = (
+    ("#1f77b4", "#08306b"),  # blue
+    ("#e6550d", "#7f2704"),  # orange
+    ("#31a354", "#00441b"),  # green
+    ("#756bb1", "#3f007d"),  # purple
+    ("#c51b8a", "#67001f"),  # magenta
+    ("#8c6d31", "#4a3a10"),  # brown
+)
+BUY_COLOR, SELL_COLOR = "#1a9641", "#d7191c"
+OURS_COLOR, MARKET_COLOR = "#1f77b4", "#7f7f7f"
+
+# Number formats, one per kind of figure (d3-format for Plotly hovers; the tables use the same rules).
+D3_FORMAT = {"money": ",.2f", "price": ",.3f", "qty": ",.4f", "bps": ",.1f", "per_unit": ",.4f", "share": ".1%"}
+
+TEMPLATE = go.layout.Template(
+    layout=dict(
+        font=dict(family="-apple-system, Segoe UI, Helvetica, Arial, sans-serif", size=12, color="#222"),
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        colorway=[f[0] for f in VENUE_FAMILIES],
+        xaxis=dict(gridcolor="#e6e6e6", linecolor="#999", showline=True, ticks="outside", zeroline=False),
+        yaxis=dict(gridcolor="#e6e6e6", linecolor="#999", showline=True, ticks="outside", zerolinecolor="#999"),
+        # a fixed right margin that holds the legend, so every chart's plot area has the same width
+        # and the linked time axes line up down the page
+        margin=dict(l=80, r=210, t=70, b=50, autoexpand=False),
+        hoverlabel=dict(namelength=-1),
+        legend=dict(font=dict(size=11), tracegroupgap=0, itemsizing="constant", x=1.01, xanchor="left", y=1, yanchor="top"),
+    )
+)
+
+_RANGE_BUTTONS = [
+    dict(count=1, label="1 h", step="hour", stepmode="backward"),
+    dict(count=6, label="6 h", step="hour", stepmode="backward"),
+    dict(count=1, label="1 d", step="day", stepmode="backward"),
+    dict(step="all", label="all"),
+]
 
 
-@dataclass(frozen=True)
-class Line:
-    """One polyline: ``x`` (int64 ns UTC for time charts), ``y`` (NaN breaks the line)."""
-
-    name: str
-    x: np.ndarray
-    y: np.ndarray
-    color: str
-    dashed: bool = False
-    dots: bool = False  # markers only, no connecting line
+def venue_colors(venues: list[str]) -> dict[str, tuple[str, str]]:
+    """(main, dark) colour per venue, in the given order."""
+    return {v: VENUE_FAMILIES[i % len(VENUE_FAMILIES)] for i, v in enumerate(venues)}
 
 
-@dataclass(frozen=True)
-class Band:
-    """A shaded x-range behind the lines (e.g. a session)."""
-
-    x0: int
-    x1: int
-    color: str
+def to_ms(ts_ns: np.ndarray) -> np.ndarray:
+    """int64 ns UTC -> float64 ms since the epoch (what a Plotly date axis reads)."""
+    return np.asarray(ts_ns, dtype=np.int64).astype(np.float64) / NS_PER_MS
 
 
-def downsample_minmax(x: np.ndarray, y: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def downsample_minmax(x: np.ndarray, y: np.ndarray, max_points: int = MAX_LINE_POINTS) -> tuple[np.ndarray, np.ndarray]:
     """At most ``max_points`` points: per bucket, the first, minimum and maximum in time order.
 
     NaN gaps stay visible because a bucket with a NaN keeps it. Returns the inputs when short enough.
@@ -68,186 +101,235 @@ def downsample_minmax(x: np.ndarray, y: np.ndarray, max_points: int = 2000) -> t
     return x[keep], y[keep]
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi] (1, 2, 2.5 or 5 x a power of ten apart)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return []
-    if hi <= lo:
-        pad = abs(lo) * 0.01 or 1.0
-        lo, hi = lo - pad, hi + pad
-    raw = (hi - lo) / max(n, 1)
-    mag = 10 ** math.floor(math.log10(raw))
+def drop_repeats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The samples where ``y`` changes (NaN counts as a value), plus the last: exact for a step line."""
+    if len(y) <= 2:
+        return x, y
+    same = (y[1:] == y[:-1]) | (np.isnan(y[1:]) & np.isnan(y[:-1]))
+    keep = np.r_[True, ~same]
+    keep[-1] = True
+    return x[keep], y[keep]
+
+
+def nice_axis(lo: float, hi: float, *, from_zero: bool = False, ticks: int = 6) -> dict:
+    """y-axis settings whose range starts and ends on a tick and holds [lo, hi] with a little room.
+
+    Steps are 1, 2, 2.5 or 5 x a power of ten; ``from_zero`` puts 0 in the range (and at its end when
+    the data do not cross it). The page's script applies the same rule when a zoom refits an axis.
+    """
+    if from_zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = hi - lo
+    if not span > 0:
+        half = abs(hi) * 0.01 or 1.0
+        lo, hi, span = (lo, hi + 2 * half, 2 * half) if from_zero and lo == 0 else (lo - half, hi + half, 2 * half)
+    pad = span * 0.03
+    raw = (span + 2 * pad) / ticks
+    mag = 10.0 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.ceil(lo / step) * step
-    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+    a = 0.0 if from_zero and lo == 0 else math.floor((lo - pad) / step) * step
+    b = 0.0 if from_zero and hi == 0 else math.ceil((hi + pad) / step) * step
+    return dict(range=[a, b], tickmode="linear", tick0=0.0, dtick=step)
 
 
-def time_chart(
-    title: str,
-    lines: list[Line],
-    *,
-    y_label: str = "",
-    bands: list[Band] = (),
-    legend_extra: list[tuple[str, str]] = (),
-    width: int = WIDTH,
-    height: int = HEIGHT,
-) -> str:
-    """A line chart against UTC time; ``legend_extra`` adds (label, color) swatches, e.g. for bands."""
-    xs = [ln.x for ln in lines if len(ln.x)]
-    ys = [ln.y[np.isfinite(ln.y)] for ln in lines]
+def _y_extent(traces: list) -> tuple[float, float] | None:
+    ys = [np.asarray(t.y, dtype=np.float64) for t in traces if t.y is not None]
+    ys = [y[np.isfinite(y)] for y in ys]
     ys = [y for y in ys if len(y)]
-    if not xs or not ys:
-        return _empty(title, width)
-    x0, x1 = min(int(x.min()) for x in xs), max(int(x.max()) for x in xs)
-    lo, hi = min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)
-    pad = (hi - lo) * 0.04  # keeps lines off the frame
-    lo, hi = lo - pad, hi + pad
-    ticks = nice_ticks(lo, hi)
-    lo, hi = min([lo, *ticks]), max([hi, *ticks])
-    frame = _Frame(width, height, x0, max(x1, x0 + 1), lo, hi if hi > lo else lo + 1.0)
-    parts = [_open(width, height, title)]
-    for band in bands:
-        a, b = frame.px(max(band.x0, x0)), frame.px(min(band.x1, x1))
-        if b > a:
-            parts.append(f'<rect x="{a:.1f}" y="{frame.top}" width="{b - a:.1f}" height="{frame.plot_h}" fill="{band.color}"/>')
-    parts.append(frame.y_axis(ticks, y_label))
-    parts.append(frame.time_axis())
-    for ln in lines:
-        parts.append(frame.polyline(ln))
-    parts.append(_legend([(ln.name, ln.color) for ln in lines] + list(legend_extra)))
-    parts.append("</svg>")
-    return "\n".join(parts)
+    return (min(float(y.min()) for y in ys), max(float(y.max()) for y in ys)) if ys else None
 
 
-def bar_chart(
+def time_line(
+    name: str,
+    ts_ns: np.ndarray,
+    y: np.ndarray,
+    color: str,
+    *,
+    kind: str,
+    step: bool = False,
+    dash: str | None = None,
+    width: float = 1.4,
+    max_points: int = MAX_LINE_POINTS,
+    **trace: object,
+) -> go.Scatter | None:
+    """A thinned line against time (None when it has no finite value); ``kind`` picks the hover format."""
+    y = np.asarray(y, dtype=np.float64)
+    if not np.isfinite(y).any():
+        return None
+    x = to_ms(ts_ns)
+    if step:
+        x, y = drop_repeats(x, y)
+    x, y = downsample_minmax(x, y, max_points)
+    return go.Scatter(
+        x=x,
+        y=y,
+        name=name,
+        mode="lines",
+        line=dict(color=color, width=width, dash=dash, shape="hv" if step else "linear"),
+        hovertemplate=f"%{{y:{D3_FORMAT[kind]}}}",
+        **trace,
+    )
+
+
+def fill_markers(
+    name: str,
+    ts_ns: np.ndarray,
+    price: np.ndarray,
+    qty: np.ndarray,
+    fee: np.ndarray,
+    *,
+    side: int,
+    liquidity: str,
+    tag: str,
+    venue: str,
+) -> go.Scatter:
+    """One marker per fill: triangles up for buys, down for sells; taker fills hollow. Hover: price, qty, fee."""
+    symbol = "triangle-up" if side > 0 else "triangle-down"
+    color = BUY_COLOR if side > 0 else SELL_COLOR
+    return go.Scatter(
+        x=to_ms(ts_ns),
+        y=np.asarray(price, dtype=np.float64),
+        # float32 is plenty for a hover label and halves what the fills weigh in the page
+        customdata=np.column_stack([qty, fee]).astype(np.float32),
+        name=name,
+        mode="markers",
+        marker=dict(
+            symbol=symbol if liquidity == "maker" else f"{symbol}-open",
+            color=color,
+            size=6,
+            line=dict(width=1, color=color),
+        ),
+        hovertemplate=(
+            f"{'buy' if side > 0 else 'sell'} at %{{y:{D3_FORMAT['price']}}} quote ccy"
+            f"<br>qty %{{customdata[0]:{D3_FORMAT['qty']}}} tokens/shares"
+            f"<br>fee %{{customdata[1]:{D3_FORMAT['money']}}} quote ccy"
+            f"<br>{liquidity}, {tag}<extra>{venue} fill</extra>"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class SessionRun:
+    """A run of equal session state in the samples, from ``start`` until the next run starts (ns)."""
+
+    start: int
+    end: int
+    state: int
+
+
+def session_shapes(runs: list[SessionRun], names: tuple[str, ...], shades: dict[int, str]) -> list[dict]:
+    """Background rectangles, one per run, with one legend entry per session name (click to hide)."""
+    shown: set[int] = set()
+    shapes = []
+    for run in runs:
+        name = names[run.state] if 0 <= run.state < len(names) else str(run.state)
+        shapes.append(
+            dict(
+                type="rect",
+                xref="x",
+                yref="paper",
+                x0=run.start / NS_PER_MS,
+                x1=run.end / NS_PER_MS,
+                y0=0,
+                y1=1,
+                fillcolor=shades.get(run.state, "#ffffff"),
+                line=dict(width=0),
+                layer="below",
+                name=f"session: {name}",
+                legendgroup=f"session-{name}",
+                showlegend=run.state not in shown,
+            )
+        )
+        shown.add(run.state)
+    return shapes
+
+
+@dataclass
+class Panel:
+    """One row of a time figure: its traces, y-axis title, and whether the y axis starts at 0."""
+
+    title: str
+    y_title: str
+    traces: list
+    y_from_zero: bool = False
+
+
+def time_figure(
     title: str,
+    panels: list[Panel],
+    *,
+    shapes: list[dict] = (),
+    height: int = 330,
+    slider: bool = False,
+    hovermode: str = "x unified",
+    span_ns: tuple[int, int] | None = None,
+) -> go.Figure | None:
+    """Panels stacked on one shared UTC time axis, with zoom/pan, range buttons (1 h, 6 h, 1 d, all)
+    above the top panel, an optional range slider under the bottom one, and hover.
+
+    ``span_ns`` fixes the initial time range (the run's first to last sample, so every chart starts
+    on the same window, without the padding markers would add). Panels without data are left out;
+    None when none has data (the report then says so).
+    """
+    panels = [Panel(p.title, p.y_title, [t for t in p.traces if t is not None], p.y_from_zero) for p in panels]
+    panels = [p for p in panels if p.traces]
+    if not panels:
+        return None
+    n = len(panels)
+    fig = make_subplots(
+        rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.22 / n if n > 1 else 0,
+        subplot_titles=[p.title for p in panels] if n > 1 else None,
+    )
+    for row, panel in enumerate(panels, start=1):
+        for trace in panel.traces:
+            fig.add_trace(trace, row=row, col=1)
+        extent = _y_extent(panel.traces)
+        axis = nice_axis(*extent, from_zero=panel.y_from_zero) if extent else {}
+        fig.update_yaxes(title_text=panel.y_title, rangemode="tozero" if panel.y_from_zero else "normal",
+                         **axis, row=row, col=1)
+    fig.update_layout(
+        template=TEMPLATE,
+        title=dict(text=title, x=0, xanchor="left"),
+        height=height,
+        hovermode=hovermode,
+        showlegend=True,
+        shapes=list(shapes),
+        dragmode="zoom",
+    )
+    fig.update_xaxes(type="date", hoverformat="%Y-%m-%d %H:%M:%S.%L")
+    if span_ns is not None and span_ns[1] > span_ns[0]:
+        fig.update_xaxes(range=[span_ns[0] / NS_PER_MS, span_ns[1] / NS_PER_MS])
+    fig.update_xaxes(rangeselector=dict(buttons=_RANGE_BUTTONS, x=0, y=1.0, yanchor="bottom"), row=1, col=1)
+    fig.update_xaxes(title_text="time (UTC)", rangeslider=dict(visible=slider, thickness=0.1), row=n, col=1)
+    if slider:  # the slider sits under the axis, in the bottom margin (which does not grow by itself)
+        fig.update_layout(margin_b=TEMPLATE.layout.margin.b + 0.14 * height)
+    return fig
+
+
+def bar_figure(
+    title: str,
+    y_title: str,
     categories: list[str],
     series: list[tuple[str, list[float | None], str]],
     *,
-    y_label: str = "",
-    width: int = WIDTH,
-    height: int = HEIGHT,
-) -> str:
-    """Grouped bars: one group per category, one bar per (name, values, color) series; None = no bar."""
-    vals = [v for _, values, _ in series for v in values if v is not None and math.isfinite(v)]
-    if not categories or not vals:
-        return _empty(title, width)
-    ticks = nice_ticks(min(0.0, *vals), max(0.0, *vals))
-    lo, hi = min([0.0, *vals, *ticks]), max([0.0, *vals, *ticks])
-    frame = _Frame(width, height, 0, len(categories), lo, hi if hi > lo else lo + 1.0)
-    parts = [_open(width, height, title), frame.y_axis(ticks, y_label)]
-    group_w = frame.plot_w / len(categories)
-    bar_w = group_w * 0.8 / len(series)
-    zero = frame.py(0.0)
-    for i, cat in enumerate(categories):
-        gx = frame.left + i * group_w
-        parts.append(
-            f'<text x="{gx + group_w / 2:.1f}" y="{frame.top + frame.plot_h + 16}" text-anchor="middle" class="tick">{escape(cat)}</text>'
-        )
-        for j, (name, values, color) in enumerate(series):
-            v = values[i]
-            if v is None or not math.isfinite(v):
-                continue
-            y = frame.py(v)
-            top, h = min(y, zero), abs(zero - y)
-            bx = gx + group_w * 0.1 + j * bar_w
-            parts.append(
-                f'<rect x="{bx:.1f}" y="{top:.1f}" width="{bar_w * 0.92:.1f}" height="{max(h, 0.5):.1f}" fill="{color}">'
-                f"<title>{escape(name)} {escape(cat)}: {v:,.4g}</title></rect>"
+    kind: str,
+    x_title: str,
+    height: int = 320,
+) -> go.Figure | None:
+    """Grouped bars: one group per category, one bar per (name, values, colour); None = no bar."""
+    bars = []
+    for name, values, color in series:
+        vals = np.array([np.nan if v is None else float(v) for v in values])
+        if np.isfinite(vals).any():
+            bars.append(
+                go.Bar(x=categories, y=vals, name=name, marker_color=color,
+                       hovertemplate=f"%{{x}}: %{{y:{D3_FORMAT[kind]}}}<extra>{name}</extra>")
             )
-    parts.append(f'<line x1="{frame.left}" x2="{frame.left + frame.plot_w}" y1="{zero:.1f}" y2="{zero:.1f}" class="zero"/>')
-    if len(series) > 1:
-        parts.append(_legend([(name, color) for name, _, color in series]))
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-class _Frame:
-    """Maps data coordinates to pixels inside the plot area."""
-
-    def __init__(self, width: int, height: int, x0: float, x1: float, y0: float, y1: float):
-        self.left, self.top = _M_LEFT, _M_TOP
-        self.plot_w, self.plot_h = width - _M_LEFT - _M_RIGHT, height - _M_TOP - _M_BOTTOM
-        self.x0, self.x1, self.y0, self.y1 = x0, x1, y0, y1
-
-    def px(self, x: float) -> float:
-        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.plot_w
-
-    def py(self, y: float) -> float:
-        return self.top + (self.y1 - y) / (self.y1 - self.y0) * self.plot_h
-
-    def y_axis(self, ticks: list[float], label: str) -> str:
-        out = [f'<rect x="{self.left}" y="{self.top}" width="{self.plot_w}" height="{self.plot_h}" class="frame"/>']
-        for t in ticks:
-            y = self.py(t)
-            out.append(f'<line x1="{self.left}" x2="{self.left + self.plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-            out.append(f'<text x="{self.left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{_fmt(t)}</text>')
-        if label:
-            cy = self.top + self.plot_h / 2
-            out.append(f'<text x="14" y="{cy:.1f}" transform="rotate(-90 14 {cy:.1f})" text-anchor="middle" class="tick">{escape(label)}</text>')
-        return "\n".join(out)
-
-    def time_axis(self) -> str:
-        out = []
-        span_s = (self.x1 - self.x0) / 1e9
-        fmt = "%H:%M:%S" if span_s < 600 else "%m-%d %H:%M"
-        for k in range(6):
-            x = self.x0 + (self.x1 - self.x0) * k / 5
-            label = datetime.fromtimestamp(x / 1e9, timezone.utc).strftime(fmt)
-            anchor = "start" if k == 0 else "end" if k == 5 else "middle"
-            out.append(f'<text x="{self.px(x):.1f}" y="{self.top + self.plot_h + 16}" text-anchor="{anchor}" class="tick">{label}</text>')
-        out.append(f'<text x="{self.left + self.plot_w}" y="{self.top + self.plot_h + 32}" text-anchor="end" class="tick">UTC</text>')
-        return "\n".join(out)
-
-    def polyline(self, ln: Line) -> str:
-        x, y = downsample_minmax(ln.x, ln.y)
-        px = self.left + (x.astype(np.float64) - self.x0) / (self.x1 - self.x0) * self.plot_w
-        py = self.top + (self.y1 - y) / (self.y1 - self.y0) * self.plot_h
-        ok = np.isfinite(py)
-        if ln.dots:
-            return "\n".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2" fill="{ln.color}"/>' for a, b in zip(px[ok], py[ok]))
-        dash = ' stroke-dasharray="5 3"' if ln.dashed else ""
-        out = []
-        # NaN splits the line so gaps (no quote, venue down) show as gaps
-        breaks = np.flatnonzero(~ok)
-        for seg in np.split(np.arange(len(px)), breaks):
-            seg = seg[ok[seg]]
-            if len(seg) == 0:
-                continue
-            pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px[seg], py[seg]))
-            out.append(f'<polyline points="{pts}" fill="none" stroke="{ln.color}" stroke-width="1.3"{dash}/>')
-        return "\n".join(out)
-
-
-def _open(width: int, height: int, title: str) -> str:
-    return (
-        f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
-        f'<text x="{_M_LEFT}" y="18" class="title">{escape(title)}</text>'
-    )
-
-
-def _legend(items: list[tuple[str, str]]) -> str:
-    """Swatches in a row under the title, left to right."""
-    out, x = [], float(_M_LEFT)
-    for name, color in items:
-        out.append(f'<rect x="{x:.1f}" y="25" width="10" height="10" fill="{color}" stroke="#999" stroke-width="0.5"/>')
-        out.append(f'<text x="{x + 14:.1f}" y="34" class="tick">{escape(name)}</text>')
-        x += 24 + 6.5 * len(name)
-    return "\n".join(out)
-
-
-def _empty(title: str, width: int) -> str:
-    return (
-        f'<svg class="chart" width="{width}" height="60" viewBox="0 0 {width} 60" role="img">'
-        f'<text x="{_M_LEFT}" y="18" class="title">{escape(title)}</text>'
-        f'<text x="{_M_LEFT}" y="42" class="tick">no data</text></svg>'
-    )
-
-
-def _fmt(v: float) -> str:
-    a = abs(v)
-    if a >= 1e6:
-        return f"{v / 1e6:.4g}M"
-    if a >= 1e4:
-        return f"{v / 1e3:.4g}k"
-    return f"{v:.6g}"
+    if not categories or not bars:
+        return None
+    fig = go.Figure(data=bars)
+    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0, xanchor="left"), height=height,
+                      barmode="group", showlegend=True, hovermode="closest")
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title, zeroline=True, **nice_axis(*_y_extent(bars), from_zero=True))
+    return fig

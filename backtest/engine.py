@@ -1,25 +1,33 @@
 """The compiled replay loop: market events in, strategy decisions out, every fill accounted.
 
 One call of :func:`run_chunk` replays a chunk of the merged event stream (EVENT_DTYPE, local-time
-order). Per event it
+order). Per event, at its local time ``now``, it
 
-1. applies what is due by the event's time: scenarios (halt, default), multiplier steps, reports
-   from the venues (acks, fills, done) to the *known* books of account the strategy sees;
-2. carries out our messages that have reached the venues, then the event itself (book update or
-   trade, with queue-position fills: backtest.matching); every fill the venues produce is booked at
-   venue time into the *true* books of account, together with the mark at that moment;
-3. at the end of a same-time group of events: marks to fair (inventory PnL = position x mark
-   change), accrues borrow on short shares, and - on every group or on a cadence - builds the
+1. takes the time-series and fair-track samples whose timestamps have passed (each shows the state
+   at its own time: the venues caught up to it, its own session);
+2. applies what is due by now: scenarios (halt, default), then every simulated venue's own
+   timeline up to venue time ``now`` (backtest.matching.venues_advance: the venue's market rows at
+   their ``exch_ts``, found by looking ahead in the stream by the venue's feed latency, and our
+   messages at their arrival, so an order only ever meets the book and trades its venue shows at
+   its arrival), multiplier steps, and the venues' reports (acks, fills, done, refused cancels) to
+   the *known* books of account the strategy sees; every fill the venues produce is booked at venue
+   time into the *true* books of account, together with the mark at that moment;
+3. applies the event to the market *as we know it* (``lpx``/``lqty``/``lnlev``: the data as
+   received, without what our own orders did, which we learn from their reports);
+4. at the end of a same-time group of events: updates fair value from the known market and - on
+   every group or on a cadence - marks to fair (inventory PnL = position x mark change), builds the
    decision context, calls ``stockbridge.core.decide.decide`` with the strategy kernel, reconciles
-   the desired quotes with our working orders (requote tolerance), sends takes and hedges;
-4. samples the time series at a fixed interval and the fair-value track every second.
+   the desired quotes with our working orders (requote tolerance; an order we cancel counts against
+   the limits until the venue says it is done, and a refused cancel is sent again), sends the
+   kernel's takes as one batch or not at all, and hedges.
 
 Accounting identity (checked by the tests): equity_raw(t) - equity_raw(0) = sum over fills of
 side*(mark_at_fill - price)*qty - fees + inventory PnL - borrow - default losses.
 
-State lives in flat arrays (see :func:`new_state`) so a replay can stop and resume between calls:
-when the fill array or a message queue is full, run_chunk returns the index to resume at and a
-status; the runner makes room and calls again. Nothing is skipped or lost.
+State lives in flat arrays (see backtest.runner.new_state) so a replay can stop and resume between
+calls: when the fill array or a message queue is full, or the venues need rows beyond the chunk,
+run_chunk returns the index to resume at and a status; the runner makes room (or appends the next
+chunk) and calls again. Nothing is skipped or lost.
 
 Every compiled function here, in backtest.matching and in backtest.orders is compiled with
 ``_nrt=False`` (numba's reference counting off). With it on, each call and each field read of the
@@ -49,6 +57,7 @@ from backtest.matching import (
     venue_advance,
     venue_set_status,
     venues_advance,
+    venues_idle,
 )
 from backtest.orders import (
     GTC,
@@ -441,6 +450,7 @@ def fill_context(sim, st, s, now, session, hedge_open, tau):
     c.session = session
     c.hedge_open = 1 if hedge_open else 0
     c.tau = tau
+    c.var_rate = st.sess_weights[session]
     c.size_factor = size_factor(hedge_open, st.cf[C_OFFHOURS])
     c.fair = s.f[F_FAIR]
     c.fair_std = s.f[F_FAIR_STD]
@@ -708,9 +718,12 @@ def run_chunk(events, start, sim, st, s, params, kernel):
             rc = apply_scenarios(sim, events, st, s, now)
             if rc != DONE:
                 return i, rc
-        rc = catch_up_all(sim, events, st, s, now, now)
-        if rc != DONE:
-            return i, rc
+        if not venues_idle(sim, events, now):
+            rc = venues_advance(sim, events, now)  # inlined: this runs for nearly every event
+            if sim.fill_n[0] > s.iv[I_FILLS_SEEN]:
+                book_fills(sim, st, s, now)
+            if rc < 0:
+                return i, status_of(rc)
         while s.iv[I_MULT_IDX] + 1 < st.mult_times.shape[0] and st.mult_times[s.iv[I_MULT_IDX] + 1] <= now:
             s.iv[I_MULT_IDX] += 1
             s.f[F_MULT] = st.mult_values[s.iv[I_MULT_IDX]]

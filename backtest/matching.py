@@ -3,8 +3,9 @@
 All functions take ``sim`` (a :class:`backtest.simvenue.SimVenues` of flat arrays) and are
 ``@njit(cache=True, _nrt=False)``, for the engine loop to call per event with no Python in between
 (no reference counting: see backtest.engine's module doc). The per-event path (:func:`venue_on_event`
-and the level / trade handlers under it) is inlined into its caller: a call passes the ~23 arrays
-of ``sim`` by value, which measured ~75 ns per event.
+and the level / trade handlers under it, and the venue clocks :func:`venues_advance` that call it) is
+inlined into its caller: a call passes the ~30 arrays of ``sim`` by value, which measured ~75 ns per
+event.
 
 Aggressive orders (a limit that crosses the opposite best at arrival, or an IOC) walk the opposite
 side best first up to their limit, one fill per level at the level's price, taker fee; what they
@@ -35,6 +36,12 @@ arrival to the visible size there (0 for a new level):
 A snapshot (a row with ``F_CLEAR``) rebuilds the book; queue estimates of that book are re-clipped
 to the rebuilt sizes at the snapshot's last row (``F_BATCH_END``, or the book's next row with
 another exchange time).
+
+Liquidity we took from a displayed level (by walking the book, or by a crossing level filling a
+resting order) stays taken until the data shows the level refreshed: see backtest.consumed.
+
+Each venue runs on its own clock (:func:`venue_advance`): its market rows act at their ``exch_ts``
+and our messages at their arrival, in venue-time order, whatever the other venues' rows say.
 
 Venue status (set by the engine from scenarios through :func:`venue_set_status`): HALTED = no fills,
 new orders rejected, cancels refused (the order keeps resting); DEFAULTED = every live order at the
@@ -285,8 +292,8 @@ def venue_arrive_cancel(sim, slot, oid, t_venue):
 def venue_process_actions(sim, v, until) -> int:
     """Carry out our messages due at venue ``v`` before venue time ``until`` (exclusive), in time order.
 
-    The engine calls it with a venue's next market event's ``exch_ts`` before applying that event
-    (so at equal times the market event goes first), and with NEVER at the end of the data.
+    :func:`venue_advance` calls it with the venue's next market row's ``exch_ts`` before applying
+    that row (so at equal times the market row goes first).
     Returns the number of messages carried out, or NEED_FILL_ROOM / NEED_REPORT_ROOM (the message
     due next is kept: make room and call again).
     """
@@ -331,7 +338,7 @@ def _next_row(sim, events, v) -> int:
     return -1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def venue_advance(sim, events, v, until) -> int:
     """Carry out at venue ``v`` everything that happens there at venue time <= ``until`` (ns), in venue
     time order: its own market rows of ``events`` (in row order, at their ``exch_ts``) and our
@@ -361,9 +368,10 @@ def venue_advance(sim, events, v, until) -> int:
         else:
             t_row = events[n - 1].local_ts - sim.lmax[v]  # no unseen row of v is earlier than this
         lim = t_row if t_row <= until else until + 1
-        rc = venue_process_actions(sim, v, lim)
-        if rc < 0:
-            return rc
+        if sim.pq_n[v] > 0 and sim.pq_i[v, 0, T] < lim:
+            rc = venue_process_actions(sim, v, lim)
+            if rc < 0:
+                return rc
         if t_row > until:
             return 0
         if k < 0:
@@ -374,18 +382,32 @@ def venue_advance(sim, events, v, until) -> int:
         sim.xnext[v] = -1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
+def venue_idle(sim, events, v, until) -> bool:
+    """True when nothing can happen at venue ``v`` by ``until`` (the common case, decided without a call)."""
+    if sim.pq_n[v] > 0 and sim.pq_i[v, 0, T] <= until:
+        return False
+    k = sim.xnext[v]
+    if k >= 0:
+        return events[k].exch_ts > until
+    n = events.shape[0]
+    return sim.xscan[v] >= n and n > 0 and sim.final[0] == 0 and events[n - 1].local_ts - sim.lmax[v] > until
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def venues_idle(sim, events, until) -> bool:
+    for v in range(sim.dims[0]):
+        if not venue_idle(sim, events, v, until):
+            return False
+    return True
+
+
+@njit(cache=True, inline="always", _nrt=False)
 def venues_advance(sim, events, until) -> int:
     """:func:`venue_advance` for every venue. Returns 0 or the first negative code."""
-    n = events.shape[0]
     for v in range(sim.dims[0]):
-        # the common case, nothing due at v, decided without a call
-        if sim.pq_n[v] == 0 or sim.pq_i[v, 0, T] > until:
-            if sim.xnext[v] >= 0:
-                if events[sim.xnext[v]].exch_ts > until:
-                    continue
-            elif sim.xscan[v] >= n and n > 0 and sim.final[0] == 0 and events[n - 1].local_ts - sim.lmax[v] > until:
-                continue
+        if venue_idle(sim, events, v, until):
+            continue
         rc = venue_advance(sim, events, v, until)
         if rc < 0:
             return rc
@@ -516,7 +538,7 @@ def _on_level(sim, b, v, s, price, prev, new, ts, is_quote, queue_on) -> int:
 @njit(cache=True, inline="always", _nrt=False)
 def _on_trade(sim, b, v, side, price, size, ts) -> int:
     """A trade of ``size`` at ``price``; ``side`` is the aggressor (+1 buy, -1 sell, 0 unknown)."""
-    if sim.status[v] != VENUE_OK or not (size > 0.0):
+    if not (size > 0.0):
         return 0
     a = side
     if a == 0:
@@ -531,7 +553,11 @@ def _on_trade(sim, b, v, side, price, size, ts) -> int:
         else:
             return 0
     hs = 1 if a > 0 else 0  # the book side the aggressor hits
+    # the print refreshes the levels it met even while our simulated venue is halted: the data's
+    # market traded them
     traded_through(sim.cpx, sim.cq, sim.cn, b, hs, price, size)
+    if sim.status[v] != VENUE_OK:
+        return 0
     nc = 0
     for k in range(sim.oc[OC_NREST]):
         slot = sim.rest[k]

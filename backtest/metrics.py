@@ -126,6 +126,27 @@ def sharpe(ts_ns: np.ndarray, equity: np.ndarray) -> float | None:
     return float(np.mean(returns)) / sd * math.sqrt(SECONDS_PER_YEAR / period_s)
 
 
+def daily_sharpe(ts_ns: np.ndarray, equity: np.ndarray, min_returns: int = 30) -> tuple[float | None, int]:
+    """(annualised Sharpe of daily returns, number of daily returns); the ratio is None below ``min_returns``.
+
+    A daily return runs from one UTC midnight to the next, each marked by the last sample at or
+    before it (a run starting at 00:00 counts its first day); annualised by sqrt(365) since tokens
+    trade every day; zero risk-free rate. Per-sample Sharpe (:func:`sharpe`) over a few days is no
+    guide to anything, hence the floor.
+    """
+    if len(ts_ns) < 2:
+        return None, 0
+    day = 86_400 * NS
+    midnights = np.arange(-(-int(ts_ns[0]) // day) * day, int(ts_ns[-1]) + 1, day, dtype=np.int64)
+    marks = equity[np.searchsorted(ts_ns, midnights, side="right") - 1]
+    returns = np.diff(marks) / marks[:-1]
+    n = len(returns)
+    sd = float(np.std(returns, ddof=1)) if n > 1 else 0.0
+    if n < min_returns or not sd > 0:
+        return None, n
+    return float(np.mean(returns)) / sd * math.sqrt(365.0), n
+
+
 def max_drawdown(equity: np.ndarray) -> tuple[float, float | None]:
     """(largest fall from the running peak in quote ccy, largest fall as a fraction of its peak)."""
     if len(equity) == 0:

@@ -1,9 +1,17 @@
-"""The backtest report: one self-contained HTML page (inline CSS and SVG, no scripts, no network).
+"""The backtest report: one self-contained, offline, interactive HTML page (Plotly, script inlined).
 
-Charts: PnL decomposition, equity raw and after haircut, fair value with our fills, inventory per
-venue and net delta, exposure against caps per venue (all shaded by session), quoted vs market
-spread by session, markouts at 1/10/60 s; tables: summary, per venue, per session. Series are thinned
-to about 2000 points per line (min/max preserving), so a week of samples stays a few hundred kB.
+Charts: PnL decomposition; equity raw and after haircut (with a range slider); token fair value with
+our token fills; per venue, our quotes against the market's best bid/ask with every fill; inventory
+per venue and net delta; exposure per venue against its cap (y from 0); median spread by session;
+markouts at 1/10/60 s. Time charts are shaded by session, zoom and pan together (range buttons for
+1 h, 6 h, 1 d) and show values on hover. Tables: summary, per venue, per session, with the unit of
+every column in its header and one number format per kind of figure (:data:`UNITS`, ``FORMATS``).
+
+Thinning (see :mod:`backtest.charts`): sampled lines keep only the samples where the value changes
+when drawn as steps, then at most ``MAX_LINE_POINTS`` points each (bucket first/min/max); each venue's
+quotes view carries every fill up to ``MAX_VENUE_FILLS`` (beyond that every k-th, and its title says
+so); the fair-value chart carries at most ``MAX_FAIR_FILLS`` fills. The full data is in the Parquet
+files next to the report.
 """
 
 from __future__ import annotations
@@ -16,59 +24,82 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from backtest.charts import PALETTE, Band, Line, bar_chart, time_chart
-from backtest.metrics import MARKOUT_HORIZONS_S, column
+from backtest.charts import (
+    D3_FORMAT,
+    MARKET_COLOR,
+    Panel,
+    SessionRun,
+    bar_figure,
+    fill_markers,
+    session_shapes,
+    time_figure,
+    time_line,
+    venue_colors,
+)
+from backtest.metrics import MARKOUT_HORIZONS_S, column, daily_sharpe
+from backtest.report_page import figure_block, page
 from stockbridge.sessions import AFTER, CLOSED, OVERNIGHT, PRE, REGULAR, STATE_NAMES
 
-# Session shading: regular, extended (pre + after), overnight, closed.
-SESSION_SHADES = {REGULAR: "#e3f2e1", PRE: "#fdf3d7", AFTER: "#fdf3d7", OVERNIGHT: "#e2ebf6", CLOSED: "#eeeeee"}
-SHADE_LEGEND = [("regular", "#e3f2e1"), ("extended", "#fdf3d7"), ("overnight", "#e2ebf6"), ("closed", "#eeeeee")]
-MAX_FILL_MARKERS = 2000
+# Session shading, named as the tables name sessions (stockbridge.sessions.STATE_NAMES).
+SESSION_SHADES = {REGULAR: "#e3f2e1", PRE: "#fdf3d7", AFTER: "#f9e2cf", OVERNIGHT: "#e2ebf6", CLOSED: "#eeeeee"}
+MAX_VENUE_FILLS = 20_000
+MAX_FAIR_FILLS = 2_000
+SHARPE_MIN_DAILY_RETURNS = 30
 
-_CSS = """
-body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 24px; color: #222; max-width: 960px; }
-h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
-p.meta { color: #666; margin-top: 0; }
-table { border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
-th:first-child, td:first-child { text-align: left; } th { background: #f4f4f4; }
-svg.chart { display: block; margin: 10px 0; font-size: 11px; }
-svg .title { font-size: 13px; font-weight: 600; } svg .tick { fill: #444; }
-svg .grid { stroke: #e4e4e4; stroke-width: 1; } svg .frame { fill: none; stroke: #bbb; }
-svg .zero { stroke: #555; stroke-width: 1; }
-"""
+# kind -> unit; the same format string serves Python's format() in tables and d3-format in hovers.
+UNITS = {
+    "money": "quote ccy", "price": "quote ccy", "qty": "tokens/shares", "bps": "bps", "per_unit": "quote ccy/unit",
+    "share": "%", "count": "count", "seconds": "s", "ratio": "ratio", "rate": "events/s",
+}
+FORMATS = {**D3_FORMAT, "count": ",", "seconds": ",.1f", "ratio": ",.2f", "rate": ",.0f"}
 
 _SUMMARY_ROWS = (
-    ("pnl_total", "PnL total"),
-    ("pnl_spread_capture", "spread capture"),
-    ("pnl_arb", "arbitrage edge"),
-    ("pnl_hedge", "hedge edge"),
-    ("pnl_inventory", "inventory"),
-    ("fees_paid", "fees paid (incl. gas)"),
-    ("borrow_cost", "borrow cost"),
-    ("default_loss", "default loss"),
-    ("pnl_residual", "residual"),
-    ("equity_initial_raw", "equity initial"),
-    ("equity_final_raw", "equity final (raw)"),
-    ("equity_final_after_haircut", "equity final (after haircut)"),
-    ("haircut_charge", "haircut charge"),
-    ("sharpe", "Sharpe (annualised)"),
-    ("max_drawdown", "max drawdown"),
-    ("max_drawdown_frac", "max drawdown (fraction)"),
-    ("fills", "fills"),
-    ("fills_maker", "maker fills"),
-    ("fills_taker", "taker fills"),
-    ("fills_hedge", "hedge fills"),
-    ("fills_arb", "arb fills"),
-    ("volume", "volume (units)"),
-    ("notional", "notional"),
-    ("markout_1s", "markout 1 s (per unit)"),
-    ("markout_10s", "markout 10 s (per unit)"),
-    ("markout_60s", "markout 60 s (per unit)"),
-    ("events", "events"),
-    ("simulated_seconds", "simulated seconds"),
-    ("wall_seconds", "wall seconds"),
-    ("events_per_second", "events per second"),
+    ("pnl_total", "PnL total", "money"),
+    ("pnl_spread_capture", "spread capture", "money"),
+    ("pnl_arb", "arbitrage edge", "money"),
+    ("pnl_hedge", "hedge edge", "money"),
+    ("pnl_inventory", "inventory", "money"),
+    ("fees_paid", "fees paid (incl. gas)", "money"),
+    ("borrow_cost", "borrow cost", "money"),
+    ("default_loss", "default loss", "money"),
+    ("pnl_residual", "residual", "money"),
+    ("equity_initial_raw", "equity initial", "money"),
+    ("equity_final_raw", "equity final (raw)", "money"),
+    ("equity_final_after_haircut", "equity final (after haircut)", "money"),
+    ("haircut_charge", "haircut charge", "money"),
+    ("max_drawdown", "max drawdown", "money"),
+    ("max_drawdown_frac", "max drawdown (of peak)", "share"),
+    ("fills", "fills", "count"),
+    ("fills_maker", "maker fills", "count"),
+    ("fills_taker", "taker fills", "count"),
+    ("fills_hedge", "hedge fills", "count"),
+    ("fills_arb", "arb fills", "count"),
+    ("volume", "volume", "qty"),
+    ("notional", "notional", "money"),
+    ("markout_1s", "markout 1 s", "per_unit"),
+    ("markout_10s", "markout 10 s", "per_unit"),
+    ("markout_60s", "markout 60 s", "per_unit"),
+    ("events", "events", "count"),
+    ("simulated_seconds", "simulated time", "seconds"),
+    ("compile_seconds", "compile time", "seconds"),
+    ("wall_seconds", "replay wall time", "seconds"),
+    ("events_per_second", "replay speed", "rate"),
+)
+
+_VENUE_COLS = (
+    ("fills", "fills", "count"), ("volume", "volume", "qty"), ("notional", "notional", "money"),
+    ("fees", "fees", "money"), ("spread_capture", "spread capture", "money"), ("edge", "edge (all)", "money"),
+    ("markout_1s", "mo 1 s", "per_unit"), ("markout_10s", "mo 10 s", "per_unit"), ("markout_60s", "mo 60 s", "per_unit"),
+    ("position_final", "final position", "qty"), ("exposure_max", "max exposure", "money"),
+    ("exposure_cap", "cap", "money"), ("exposure_max_frac_of_cap", "max / cap", "share"),
+    ("quote_uptime", "quote uptime", "share"), ("quoted_spread_bps_median", "our spread", "bps"),
+    ("market_spread_bps_median", "market spread", "bps"),
+)
+
+_SESSION_COLS = (
+    ("time_share", "time share", "share"), ("fills", "fills", "count"), ("volume", "volume", "qty"),
+    ("spread_capture", "spread capture", "money"), ("fees", "fees", "money"),
+    ("quoted_spread_bps_median", "our spread", "bps"), ("market_spread_bps_median", "market spread", "bps"),
 )
 
 
@@ -82,159 +113,226 @@ def write_report(
 ) -> Path:
     """Write the report for one run (``summary`` from :func:`backtest.metrics.summarize`); returns the path."""
     venues = list(summary["venues"])
-    colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(venues)}
-    bands = session_bands(timeseries)
+    colors = venue_colors(venues)
     ts = column(timeseries, "ts")
-    sections = [
-        _pnl_chart(summary),
-        time_chart(
-            "Equity (quote ccy)",
-            [
-                Line("raw", ts, column(timeseries, "equity_raw"), PALETTE[0]),
-                Line("after haircut", ts, column(timeseries, "equity_haircut"), PALETTE[1]),
-            ],
-            bands=bands,
-            legend_extra=SHADE_LEGEND,
+    frame = dict(
+        shapes=session_shapes(session_runs(timeseries), STATE_NAMES, SESSION_SHADES),
+        span_ns=(int(ts[0]), int(ts[-1])) if len(ts) else None,
+    )
+    charts: list[tuple[str, str, Any, bool]] = [
+        ("pnl", "PnL decomposition", _pnl_chart(summary), False),
+        ("equity", "Equity", _equity_chart(timeseries, frame), True),
+        ("fair", "Token fair value and our token fills", _fair_chart(fills, fair_track, frame), True),
+        *(
+            (f"quotes-{v}", f"Quotes, market and fills at {v}", _quotes_chart(v, fills, timeseries, frame), True)
+            for v in venues
         ),
-        _fair_chart(fills, fair_track, bands),
-        time_chart(
-            "Inventory per venue (tokens / shares) and net delta (share-equivalents)",
-            [Line(v, ts, column(timeseries, f"pos_{v}"), colors[v]) for v in venues]
-            + [Line("net delta", ts, column(timeseries, "net_delta"), "#000000", dashed=True)],
-            bands=bands,
-            legend_extra=SHADE_LEGEND,
-        ),
-        *(_exposure_chart(v, timeseries, colors[v], bands) for v in venues),
-        _spread_chart(summary),
-        _markout_chart(summary, colors),
+        ("inventory", "Inventory and net delta", _inventory_chart(venues, timeseries, colors, frame), True),
+        ("exposure", "Exposure against caps", _exposure_chart(venues, timeseries, colors, frame), True),
+        ("spread", "Median spread by session", _spread_chart(summary), False),
+        ("markouts", "Markouts", _markout_chart(summary, colors), False),
     ]
+    blocks = [
+        figure_block(f"fig-{fid}", fig, time_axis=is_time) if fig is not None else f"<p class=\"note\">{escape(label)}: no data.</p>"
+        for fid, label, fig, is_time in charts
+    ]
+    sharpe, n_daily = daily_sharpe(ts, column(timeseries, "equity_raw"))
     body = [
         f"<h1>stockbridge backtest: {escape(config_name)}</h1>",
         f'<p class="meta">{escape(_meta(summary, timeseries))}</p>',
         "<h2>Summary</h2>",
-        _summary_table(summary),
+        _summary_table(summary, sharpe, n_daily),
+        f'<p class="note">{escape(sharpe_note(sharpe, n_daily))}</p>',
         "<h2>Charts</h2>",
-        *sections,
+        '<p class="note">Drag to zoom, double-click to reset; the time charts zoom and pan together and their '
+        "y axes follow the visible window. Background: session (click a session in a legend to hide it). "
+        "Lines are thinned for plotting (changes only, then at most a few thousand points per line); "
+        "the full data is in fills.parquet and timeseries.parquet.</p>",
+        *blocks,
         "<h2>Per venue</h2>",
-        _venue_table(summary),
+        _table("venue", summary["by_venue"], _VENUE_COLS),
         "<h2>Per session</h2>",
-        _session_table(summary),
+        _table("session", summary["by_session"], _SESSION_COLS),
     ]
-    html = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>stockbridge backtest: {escape(config_name)}</title><style>{_CSS}</style></head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body></html>\n"
-    )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    out.write_text(page(f"stockbridge backtest: {config_name}", body), encoding="utf-8")
     return out
 
 
-def session_bands(timeseries: pl.DataFrame) -> list[Band]:
-    """One band per run of equal session state in the samples (each lasts until the next run starts)."""
+def session_runs(timeseries: pl.DataFrame) -> list[SessionRun]:
+    """One run per stretch of equal session state in the samples (each lasts until the next run starts)."""
     if timeseries.height == 0:
         return []
     ts, state = column(timeseries, "ts"), column(timeseries, "session")
     starts = np.flatnonzero(np.r_[True, state[1:] != state[:-1]])
     ends = np.r_[ts[starts[1:]], ts[-1]]
-    return [Band(int(ts[s]), int(e), SESSION_SHADES.get(int(state[s]), "#ffffff")) for s, e in zip(starts, ends)]
+    return [SessionRun(int(ts[s]), int(e), int(state[s])) for s, e in zip(starts, ends)]
 
 
-def _pnl_chart(s: dict[str, Any]) -> str:
+def sharpe_note(sharpe: float | None, n_daily: int) -> str:
+    rule = (
+        f"Sharpe: annualised (x sqrt 365, tokens trade every day) mean / standard deviation of daily returns "
+        f"of raw equity between UTC midnights, zero risk-free rate; shown only with at least "
+        f"{SHARPE_MIN_DAILY_RETURNS} daily returns."
+    )
+    if sharpe is None:
+        return f"{rule} This run has {n_daily}: too few for a meaningful figure, so none is shown."
+    return f"{rule} This run has {n_daily}."
+
+
+def _equity_chart(ts: pl.DataFrame, frame: dict):
+    t = column(ts, "ts")
+    return time_figure(
+        "Equity: raw and after the venues' credit haircuts (quote ccy)",
+        [Panel("", "quote ccy", [
+            time_line("raw", t, column(ts, "equity_raw"), "#1f77b4", kind="money"),
+            time_line("after haircut", t, column(ts, "equity_haircut"), "#d62728", kind="money"),
+        ])],
+        **frame,
+        slider=True,
+        height=460,
+    )
+
+
+def _pnl_chart(s: dict[str, Any]):
     parts = [
-        ("spread", s["pnl_spread_capture"]),
-        ("arb", s["pnl_arb"]),
-        ("hedge", s["pnl_hedge"]),
-        ("inventory", s["pnl_inventory"]),
-        ("fees", -s["fees_paid"]),
-        ("borrow", -s["borrow_cost"]),
-        ("default", -s["default_loss"]),
-        ("residual", s["pnl_residual"]),
-        ("total", s["pnl_total"]),
+        ("spread", s["pnl_spread_capture"]), ("arb", s["pnl_arb"]), ("hedge", s["pnl_hedge"]),
+        ("inventory", s["pnl_inventory"]), ("fees", -s["fees_paid"]), ("borrow", -s["borrow_cost"]),
+        ("default", -s["default_loss"]), ("residual", s["pnl_residual"]), ("total", s["pnl_total"]),
     ]
-    return bar_chart("PnL decomposition (quote ccy)", [p[0] for p in parts], [("PnL", [p[1] for p in parts], PALETTE[0])])
+    return bar_figure("PnL decomposition (quote ccy; costs negative)", "quote ccy", [p[0] for p in parts],
+                      [("PnL", [p[1] for p in parts], "#1f77b4")], kind="money", x_title="component")
 
 
-def _fair_chart(fills: pl.DataFrame, fair_track: pl.DataFrame, bands: list[Band]) -> str:
-    """Token fair value with our token fills as markers (buys green, sells red; thinned evenly)."""
-    tokens = fills.filter(pl.col("tag") != "hedge")
-    stride = max(1, math.ceil(tokens.height / MAX_FILL_MARKERS))
-    tokens = tokens.gather_every(stride) if tokens.height else tokens
-    buys, sells = tokens.filter(pl.col("side") > 0), tokens.filter(pl.col("side") < 0)
-    return time_chart(
-        "Token fair value and our token fills" + (f" (every {stride}th fill)" if stride > 1 else ""),
-        [
-            Line("fair", column(fair_track, "ts"), column(fair_track, "fair"), "#444444"),
-            Line("buy", column(buys, "ts"), column(buys, "price"), PALETTE[2], dots=True),
-            Line("sell", column(sells, "ts"), column(sells, "price"), PALETTE[1], dots=True),
-        ],
-        y_label="quote ccy",
-        bands=bands,
+def _fill_traces(fills: pl.DataFrame, label: str) -> list:
+    """One marker trace per (side, liquidity, tag) present, buys first."""
+    out = []
+    if fills.height == 0:
+        return out
+    groups = fills.select("side", "liquidity", "tag").unique().sort("side", "liquidity", "tag", descending=[True, False, False])
+    for side, liq, tag in groups.iter_rows():
+        g = fills.filter((pl.col("side") == side) & (pl.col("liquidity") == liq) & (pl.col("tag") == tag))
+        name = f"{'buy' if side > 0 else 'sell'} fill ({liq}, {tag})"
+        out.append(fill_markers(name, column(g, "ts"), column(g, "price"), column(g, "qty"), column(g, "fee"),
+                                side=int(side), liquidity=str(liq), tag=str(tag), venue=label))
+    return out
+
+
+def _every_kth(frame: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, int]:
+    stride = max(1, math.ceil(frame.height / limit))
+    return (frame.gather_every(stride) if stride > 1 else frame), stride
+
+
+def _fair_chart(fills: pl.DataFrame, fair_track: pl.DataFrame, frame: dict):
+    """Token fair value (and the share's, in share terms) with our token fills (thinned evenly)."""
+    tokens, stride = _every_kth(fills.filter(pl.col("tag") != "hedge"), MAX_FAIR_FILLS)
+    t = column(fair_track, "ts")
+    title = "Token fair value and our token fills (quote ccy)" + (f"; every {stride}th fill" if stride > 1 else "")
+    return time_figure(
+        title,
+        [Panel("", "quote ccy", [
+            time_line("fair (token)", t, column(fair_track, "fair"), "#444444", kind="price"),
+            *_fill_traces(tokens, "all venues"),
+        ])],
+        **frame,
+        hovermode="closest",
+        height=380,
     )
 
 
-def _exposure_chart(venue: str, ts: pl.DataFrame, color: str, bands: list[Band]) -> str:
-    cap = column(ts, f"cap_{venue}")
-    lines = [Line("exposure", column(ts, "ts"), column(ts, f"exposure_{venue}"), color)]
-    if np.isfinite(cap).any():
-        lines.append(Line("cap", column(ts, "ts"), np.where(np.isfinite(cap), cap, np.nan), "#d62728", dashed=True))
-    return time_chart(f"Exposure at {venue} against its cap (quote ccy)", lines, bands=bands, height=200)
+def _quotes_chart(venue: str, fills: pl.DataFrame, ts: pl.DataFrame, frame: dict):
+    """Our bid/ask and the market's best bid/ask at ``venue`` (as sampled), and every fill there."""
+    t = column(ts, "ts")
+    mine, stride = _every_kth(fills.filter(pl.col("venue") == venue), MAX_VENUE_FILLS)
+    period = float(np.median(np.diff(t))) / 1e9 if len(t) > 1 else float("nan")
+    lines = [
+        time_line("market bid", t, column(ts, f"mkt_bid_{venue}"), MARKET_COLOR, kind="price", step=True, dash="dot"),
+        time_line("market ask", t, column(ts, f"mkt_ask_{venue}"), MARKET_COLOR, kind="price", step=True, dash="dash"),
+        time_line("our bid", t, column(ts, f"bid_{venue}"), "#2b83ba", kind="price", step=True, width=1.6),
+        time_line("our ask", t, column(ts, f"ask_{venue}"), "#fdae61", kind="price", step=True, width=1.6),
+    ]
+    ours = "our quotes" if any(line is not None for line in lines[2:]) else "no quotes of ours"
+    title = (f"{venue}: {ours}, the market's best bid/ask (sampled every {period:,.0f} s) and our fills (quote ccy)"
+             + (f"; every {stride}th fill" if stride > 1 else ""))
+    return time_figure(title, [Panel("", "price (quote ccy)", [*lines, *_fill_traces(mine, venue)])],
+                       **frame, hovermode="closest", height=440)
 
 
-def _spread_chart(s: dict[str, Any]) -> str:
+def _inventory_chart(venues: list[str], ts: pl.DataFrame, colors: dict[str, tuple[str, str]], frame: dict):
+    t = column(ts, "ts")
+    return time_figure(
+        "Inventory per venue (tokens/shares) and net delta (share-equivalents)",
+        [Panel("", "tokens/shares", [
+            *(time_line(v, t, column(ts, f"pos_{v}"), colors[v][0], kind="qty", step=True) for v in venues),
+            time_line("net delta", t, column(ts, "net_delta"), "#000000", kind="qty", step=True, dash="dash"),
+        ])],
+        **frame,
+    )
+
+
+def _exposure_chart(venues: list[str], ts: pl.DataFrame, colors: dict[str, tuple[str, str]], frame: dict):
+    """One panel per venue, from 0: exposure solid in the venue's colour, its cap dashed in a darker shade."""
+    t = column(ts, "ts")
+    panels = []
+    for v in venues:
+        cap = column(ts, f"cap_{v}")
+        cap = np.where(np.isfinite(cap), cap, np.nan)
+        main, dark = colors[v]
+        panels.append(Panel(f"{v}" + ("" if np.isfinite(cap).any() else " (no cap)"), "quote ccy", [
+            time_line(f"{v} exposure", t, column(ts, f"exposure_{v}"), main, kind="money", step=True),
+            time_line(f"{v} cap", t, cap, dark, kind="money", step=True, dash="dash", width=2),
+        ], y_from_zero=True))
+    return time_figure("Exposure per venue against its cap (quote ccy)", panels, **frame,
+                       height=140 + 210 * len(venues))
+
+
+def _spread_chart(s: dict[str, Any]):
     names = [n for n in STATE_NAMES if (s["by_session"][n]["time_share"] or 0) > 0]
-    return bar_chart(
-        "Median spread by session (bps of mid)",
-        names,
-        [
-            ("ours", [s["by_session"][n]["quoted_spread_bps_median"] for n in names], PALETTE[0]),
-            ("market", [s["by_session"][n]["market_spread_bps_median"] for n in names], PALETTE[3]),
-        ],
-        y_label="bps",
+    return bar_figure(
+        "Median spread by session (bps of mid)", "bps", names,
+        [("ours", [s["by_session"][n]["quoted_spread_bps_median"] for n in names], "#2b83ba"),
+         ("market", [s["by_session"][n]["market_spread_bps_median"] for n in names], MARKET_COLOR)],
+        kind="bps", x_title="session",
     )
 
 
-def _markout_chart(s: dict[str, Any], colors: dict[str, str]) -> str:
+def _markout_chart(s: dict[str, Any], colors: dict[str, tuple[str, str]]):
     cats = [f"{h} s" for h in MARKOUT_HORIZONS_S]
-    series = [("all", [s[f"markout_{h}s"] for h in MARKOUT_HORIZONS_S], "#444444")]
-    series += [(v, [b[f"markout_{h}s"] for h in MARKOUT_HORIZONS_S], colors[v]) for v, b in s["by_venue"].items()]
-    return bar_chart("Markouts (quote ccy per unit; positive = fills were good)", cats, series, y_label="per unit")
+    series = [("all venues", [s[f"markout_{h}s"] for h in MARKOUT_HORIZONS_S], "#444444")]
+    series += [(v, [b[f"markout_{h}s"] for h in MARKOUT_HORIZONS_S], colors[v][0]) for v, b in s["by_venue"].items()]
+    return bar_figure("Markouts (quote ccy per unit; positive = fills were good)", "quote ccy/unit", cats, series,
+                      kind="per_unit", x_title="horizon after the fill")
 
 
-def _summary_table(s: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><td>{escape(label)}</td><td>{_num(s.get(key))}</td></tr>" for key, label in _SUMMARY_ROWS)
-    return f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>"
+def _summary_table(s: dict[str, Any], sharpe: float | None, n_daily: int) -> str:
+    rows = []
+    for key, label, kind in _SUMMARY_ROWS:
+        if key == "max_drawdown":  # the risk figures together
+            shown = fmt(sharpe, "ratio") if sharpe is not None else f"not shown ({n_daily} daily returns)"
+            rows.append(("Sharpe (annualised, daily returns)", shown, UNITS["ratio"]))
+        rows.append((label, fmt(s.get(key), kind), UNITS[kind]))
+    body = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td><td>{escape(c)}</td></tr>" for a, b, c in rows)
+    return f"<table><tr><th>metric</th><th>value</th><th>unit</th></tr>{body}</table>"
 
 
-def _venue_table(s: dict[str, Any]) -> str:
-    cols = [
-        ("fills", "fills"), ("volume", "volume"), ("notional", "notional"), ("fees", "fees"),
-        ("spread_capture", "spread capture"), ("edge", "edge (all)"),
-        ("markout_1s", "mo 1 s"), ("markout_10s", "mo 10 s"), ("markout_60s", "mo 60 s"),
-        ("position_final", "final position"), ("exposure_max", "max exposure"), ("exposure_cap", "cap"),
-        ("exposure_max_frac_of_cap", "max / cap"), ("quote_uptime", "quote uptime"),
-        ("quoted_spread_bps_median", "our spread bps"), ("market_spread_bps_median", "market spread bps"),
-    ]
-    return _table("venue", s["by_venue"], cols)
-
-
-def _session_table(s: dict[str, Any]) -> str:
-    cols = [
-        ("time_share", "time share"), ("fills", "fills"), ("volume", "volume"), ("spread_capture", "spread capture"),
-        ("fees", "fees"), ("quoted_spread_bps_median", "our spread bps"), ("market_spread_bps_median", "market spread bps"),
-    ]
-    return _table("session", s["by_session"], cols)
-
-
-def _table(first: str, blocks: dict[str, dict[str, Any]], cols: list[tuple[str, str]]) -> str:
-    head = f"<tr><th>{escape(first)}</th>" + "".join(f"<th>{escape(label)}</th>" for _, label in cols) + "</tr>"
+def _table(first: str, blocks: dict[str, dict[str, Any]], cols) -> str:
+    head = f"<tr><th>{escape(first)}</th>" + "".join(f"<th>{escape(label)} ({escape(UNITS[kind])})</th>" for _, label, kind in cols) + "</tr>"
     rows = "".join(
-        f"<tr><td>{escape(name)}</td>" + "".join(f"<td>{_num(block.get(key))}</td>" for key, _ in cols) + "</tr>"
+        f"<tr><td>{escape(name)}</td>" + "".join(f"<td>{escape(fmt(block.get(key), kind))}</td>" for key, _, kind in cols) + "</tr>"
         for name, block in blocks.items()
     )
     return f"<table>{head}{rows}</table>"
+
+
+def fmt(v: Any, kind: str) -> str:
+    """One number format per kind of figure (``FORMATS``); '-' for a missing value."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        text = format(v, FORMATS[kind])
+        return text[1:] if text.startswith("-") and not any(c in text for c in "123456789") else text  # no "-0.00"
+    return str(v)
 
 
 def _meta(s: dict[str, Any], ts: pl.DataFrame) -> str:
@@ -242,14 +340,5 @@ def _meta(s: dict[str, Any], ts: pl.DataFrame) -> str:
     if ts.height:
         start, end = (pl.from_epoch(pl.Series([ts["ts"][i]]), time_unit="ns")[0] for i in (0, -1))
         span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC; "
-    return f"{span}venues: {', '.join(s['venues'])}; seed {s.get('seed')}; config {s.get('config')}"
-
-
-def _num(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool) or isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.2f}" if abs(v) >= 1000 else f"{v:.4g}"
-    return escape(str(v))
+    strategy = f"strategy {s['strategy']}; " if s.get("strategy") else ""
+    return f"{span}venues: {', '.join(s['venues'])}; {strategy}seed {s.get('seed')}; config {s.get('config')}"

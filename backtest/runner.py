@@ -308,7 +308,7 @@ class Replay:
         venues = np.array(self.tables.venue_names, dtype=object)
         insts = np.array(self.tables.instrument_names, dtype=object)
         return pl.DataFrame({
-            "ts": fills["ts_venue"], "local_ts": fills["ts_local"],
+            "ts": fills["ts_venue"], "arrival_ts": fills["ts_arrival"], "local_ts": fills["ts_local"],
             "venue": pl.Series(venues[fills["venue"].astype(np.int64)], dtype=pl.String),
             "instrument": pl.Series(insts[fills["instrument"].astype(np.int64)], dtype=pl.String),
             "side": fills["side"].astype(np.int8), "price": fills["price"], "qty": fills["qty"], "fee": fills["fee"],
@@ -388,8 +388,23 @@ class Replay:
             "venues": list(self.tables.venue_names),
             "seed": self.cfg.backtest.seed,
             "config": config_path,
-            "book_levels_dropped": int(self.sim.dropped.sum()),
+            "book_levels_dropped": int(self.state.ldropped.sum()),
+            "cancels_retried": int(s.iv[E.I_CANCEL_RETRIES]),
         }
+
+    def warnings(self, fills: pl.DataFrame, series: pl.DataFrame) -> list[str]:
+        """Why this run may have done less than meant (backtest.diagnostics)."""
+        from backtest.diagnostics import run_warnings
+
+        t = self.tables
+        quotable = [v for k, v in enumerate(t.venue_names) if t.quotable[k] == 1]
+        have = {(v, i) for v, i, _ in list_partitions(self.data_dir)}
+        inst = t.instrument_names
+        missing = [v for k, v in enumerate(t.venue_names)
+                   if t.quotable[k] == 1 and (v, inst[int(t.venue_instrument[k])]) not in have]
+        return run_warnings(venues_without_data=missing, fills=fills.height, series=series, quotable=quotable,
+                            levels_dropped=int(self.state.ldropped.sum()), consumed_forgotten=int(self.sim.cevict[0]),
+                            cancels_retried=int(self.state.iv[E.I_CANCEL_RETRIES]))
 
     def final_marks(self) -> dict[str, float]:
         s = self.state
@@ -418,10 +433,20 @@ def run_backtest(
     progress: Progress | None = None,
     chunk_size: int = 1_000_000,
     crosscheck: bool = True,
+    validate: bool = True,
 ) -> tuple[dict[str, Any], Replay]:
-    """Replay the store at ``data_dir``; write outputs to ``out_dir`` (if given); return (summary, replay)."""
+    """Replay the store at ``data_dir``; write outputs to ``out_dir`` (if given); return (summary, replay).
+
+    The store is validated first (data.validate.validate_store: a DataError names the file, row and
+    field of the first problem), so nothing the validator refuses - a NaN price, a crossed book,
+    time going backwards - reaches the simulated venues. ``validate=False`` only for a store the
+    caller has just validated itself."""
     data_dir = Path(data_dir)
     venue_ids, inst_ids = cfg.venue_ids(), cfg.instrument_ids()
+    if validate:
+        from data.validate import validate_store
+
+        validate_store(data_dir, venue_ids, inst_ids)
     lo, hi, _ = data_extent(data_dir, venue_ids)
     start = to_ns(cfg.backtest.start) if cfg.backtest.start else lo
     end = to_ns(cfg.backtest.end) if cfg.backtest.end else hi + 1
@@ -441,7 +466,8 @@ def run_backtest(
     summary = summarize(fills, series, replay.markout_track(fills), replay.totals(wall, str(config_path)))
     summary["strategy"] = cfg.strategy.name if cfg.strategy else None
     summary["compile_seconds"] = t0 - t_compile
-    summary["book_levels_dropped"] = int(replay.sim.dropped.sum())
+    summary["book_levels_dropped"] = int(replay.state.ldropped.sum())
+    summary["warnings"] = replay.warnings(fills, series)
     if crosscheck:
         from backtest.bt_bridge import crosscheck_with_backtrader
 

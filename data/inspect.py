@@ -24,11 +24,10 @@ from numba import njit
 from rich.console import Console
 from rich.table import Table
 
-from data.reader import dataset_ids, read_merged
+from data.reader import clock_offsets, dataset_ids, read_merged
 from data.schema import F_CLEAR, KIND_DEPTH, KIND_NAMES, KIND_QUOTE, KIND_SNAPSHOT
-from data.store import list_partitions
+from data.store import raise_unreadable, require_store
 from stockbridge.config import StockbridgeConfig
-from stockbridge.errors import DataError
 from stockbridge.sessions import STATE_NAMES, SessionCalendar
 
 BOOK_CAPACITY = 1024
@@ -129,8 +128,11 @@ def flush_books(keys, cnt, last_exch, pending, out_book, out_ts, out_bid, out_as
 
 
 def top_of_book(root: str | Path, venue_ids: dict[str, int], instrument_ids: dict[str, int],
-                chunk_size: int = 1_000_000) -> pl.DataFrame:
-    """Top of book after each book update: columns venue, instrument (names), exch_ts, bid, ask."""
+                chunk_size: int = 1_000_000, clock_offset_ms: dict[str, float] | None = None) -> pl.DataFrame:
+    """Top of book after each book update: columns venue, instrument (names), exch_ts, bid, ask.
+
+    ``clock_offset_ms`` ({venue: ms}) corrects ``local_ts`` as the reader does (it orders the replay).
+    """
     nv, ni = max(venue_ids.values()) + 1, max(instrument_ids.values()) + 1
     nbooks = nv * ni
     book_of = np.arange(nbooks, dtype=np.int64).reshape(nv, ni)
@@ -145,7 +147,7 @@ def top_of_book(root: str | Path, venue_ids: dict[str, int], instrument_ids: dic
     def outputs(n):
         return np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n), np.empty(n)
 
-    for chunk in read_merged(root, venue_ids, instrument_ids, chunk_size=chunk_size):
+    for chunk in read_merged(root, venue_ids, instrument_ids, chunk_size=chunk_size, clock_offset_ms=clock_offset_ms):
         out = outputs(len(chunk))
         m = replay_books(chunk, book_of, keys, sizes, cnt, last_local, last_exch, pending, *out)
         parts.append(tuple(a[:m] for a in out))
@@ -183,8 +185,7 @@ class InspectReport:
 
 def scan_store(root: str | Path) -> pl.LazyFrame:
     """Lazy frame over every event partition, with ``venue``/``instrument``/``date`` names from the paths."""
-    if not list_partitions(root):
-        raise DataError(str(root), None, None, "no event partitions (venue=*/instrument=*/date=*/part-*.parquet) here")
+    require_store(root)
     pattern = str(Path(root) / "venue=*" / "instrument=*" / "date=*" / "part-*.parquet")
     return pl.scan_parquet(
         pattern,
@@ -195,7 +196,18 @@ def scan_store(root: str | Path) -> pl.LazyFrame:
 
 
 def inspect_store(root: str | Path, config: StockbridgeConfig | None = None) -> InspectReport:
-    """Summarise the store at ``root``; ids and the session calendar come from ``config`` when given."""
+    """Summarise the store at ``root``; ids, clock offsets and the session calendar come from ``config`` when given.
+
+    A missing or empty store, or an unreadable Parquet file in it, is a one-line ``DataError``.
+    """
+    try:
+        return _inspect(root, config)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError):
+        raise_unreadable(root)  # names the offending file
+        raise
+
+
+def _inspect(root: str | Path, config: StockbridgeConfig | None) -> InspectReport:
     lf = scan_store(root)
     counts = (
         lf.group_by("venue", "instrument", "kind").agg(pl.len().alias("rows"))
@@ -216,10 +228,12 @@ def inspect_store(root: str | Path, config: StockbridgeConfig | None = None) -> 
         venue_ids = {n: i for i, n in enumerate(venues)}
         instrument_ids = {n: i for i, n in enumerate(instruments)}
         calendar = "NYSE"
+        offsets = None
     else:
         venue_ids, instrument_ids = config.venue_ids(), config.instrument_ids()
         calendar = config.sessions.calendar
-    tob = top_of_book(root, venue_ids, instrument_ids)
+        offsets = clock_offsets(config)
+    tob = top_of_book(root, venue_ids, instrument_ids, clock_offset_ms=offsets)
     return InspectReport(str(root), counts, ranges, spread_table(tob, calendar))
 
 

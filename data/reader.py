@@ -8,6 +8,11 @@ long the replay.
 
 Ties in ``local_ts`` break by venue id, then instrument id, then the stream's own row order, so the
 sequence is the same on every run and for every ``chunk_size``.
+
+Clock offsets: a venue's ``clock_offset_ms`` (config ``venues.<name>.clock_offset_ms``) is added to
+the ``local_ts`` of its rows as they are read, so the replay sees corrected receive times. Shifted
+rows can cross a day boundary, so with offsets the watermark moves to the next partition day's
+start plus the smallest offset: rows at or after it are held back and merged with the next day.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from data.schema import to_numpy
-from data.store import NS_PER_DAY, list_partitions, partition_dir, read_partition
+from data.store import NS_PER_DAY, list_partitions, part_files, partition_dir, raise_unreadable, read_partition, require_store
 from stockbridge.errors import DataError
 
 
@@ -28,6 +33,38 @@ def dataset_ids(root: str | Path) -> tuple[list[str], list[str]]:
     """(venue names, instrument names) present in the store at ``root``, each sorted."""
     parts = list_partitions(root)
     return sorted({p[0] for p in parts}), sorted({p[1] for p in parts})
+
+
+def clock_offsets(cfg) -> dict[str, float]:
+    """{venue: clock_offset_ms} of a ``StockbridgeConfig``: pass as ``read_merged(..., clock_offset_ms=...)``."""
+    return {name: float(v.clock_offset_ms) for name, v in cfg.venues.items()}
+
+
+def store_extent(root: str | Path, cfg) -> tuple[int, int, int]:
+    """(first corrected local_ts, last corrected local_ts, rows) over the partitions of the config's venues, ns UTC.
+
+    Each venue's ``clock_offset_ms`` is applied, as :func:`read_merged` applies it. Raises
+    ``DataError`` naming ``root`` when it is missing, empty or holds none of the config's venues, and
+    naming the file when a Parquet file does not read.
+    """
+    offsets = {v: _offset_ns(ms) for v, ms in clock_offsets(cfg).items()}
+    parts = [p for p in require_store(root) if p[0] in offsets]
+    if not parts:
+        raise DataError(str(root), None, None, f"holds no data for the configured venues ({', '.join(offsets)})")
+    try:
+        frames = pl.concat([
+            pl.scan_parquet([str(f) for f in part_files(partition_dir(root, v, i, d))])
+            .select((pl.col("local_ts").min() + offsets[v]).alias("lo"), (pl.col("local_ts").max() + offsets[v]).alias("hi"), pl.len().alias("n"))
+            for v, i, d in parts
+        ]).collect()
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError):
+        raise_unreadable(root)
+        raise
+    return int(frames["lo"].min()), int(frames["hi"].max()), int(frames["n"].sum())
+
+
+def _offset_ns(ms: float) -> int:
+    return int(round(ms * 1_000_000))
 
 
 def _day_bounds(date: str) -> tuple[int, int]:
@@ -42,6 +79,7 @@ def _selected_partitions(
     venues: list[str] | tuple[str, ...] | None,
     start_ns: int | None,
     end_ns: int | None,
+    offsets: Mapping[str, int] | None = None,
 ) -> list[tuple[str, int, int, str, str]]:
     """(date, venue id, instrument id, venue, instrument) of each partition to read, in merge order."""
     wanted = None if venues is None else set(venues)
@@ -57,6 +95,8 @@ def _selected_partitions(
                 str(where), None, "instrument", f"instrument '{instrument}' is not in the config (known: {', '.join(instrument_ids)})"
             )
         lo, hi = _day_bounds(date)
+        shift = (offsets or {}).get(venue, 0)
+        lo, hi = lo + shift, hi + shift
         if (end_ns is not None and lo >= end_ns) or (start_ns is not None and hi <= start_ns):
             continue
         out.append((date, venue_ids[venue], instrument_ids[instrument], venue, instrument))
@@ -72,17 +112,23 @@ def read_merged(
     end_ns: int | None = None,
     venues: list[str] | tuple[str, ...] | None = None,
     chunk_size: int = 1_000_000,
+    clock_offset_ms: Mapping[str, float] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield ``EVENT_DTYPE`` chunks (1..chunk_size rows) in nondecreasing ``local_ts`` over all streams.
 
     ``venue_ids``/``instrument_ids`` map partition names to the ids written into each row (usually
     ``cfg.venue_ids()``/``cfg.instrument_ids()``); a partition named outside them is a ``DataError``.
     ``start_ns`` (inclusive) and ``end_ns`` (exclusive) bound ``local_ts`` in ns UTC; ``venues``
-    restricts the venues read.
+    restricts the venues read. ``clock_offset_ms`` ({venue: ms}, e.g. :func:`clock_offsets` of the
+    config) is added to each venue's ``local_ts`` before bounding and merging.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
-    selected = _selected_partitions(root, venue_ids, instrument_ids, venues, start_ns, end_ns)
+    offsets = {v: _offset_ns(ms) for v, ms in (clock_offset_ms or {}).items() if _offset_ns(ms)}
+    selected = _selected_partitions(root, venue_ids, instrument_ids, venues, start_ns, end_ns, offsets)
+    if offsets:
+        yield from _read_shifted(root, selected, offsets, start_ns, end_ns, chunk_size)
+        return
     for date, group in groupby(selected, key=lambda p: p[0]):
         frames = [read_partition(root, v, i, date, vid, iid) for _, vid, iid, v, i in group]
         # Frames are concatenated in (venue id, instrument id) order, so the stable sort breaks
@@ -94,6 +140,34 @@ def read_merged(
             day = day.filter((pl.col("local_ts") >= lo) & (pl.col("local_ts") < hi))
         if len(frames) > 1:
             day = day.sort("local_ts", maintain_order=True)
+        events = to_numpy(day)
+        del day, frames
+        for at in range(0, len(events), chunk_size):
+            yield events[at : at + chunk_size]
+
+
+def _read_shifted(root, selected, offsets: dict[str, int], start_ns, end_ns, chunk_size: int) -> Iterator[np.ndarray]:
+    """``read_merged`` with per-venue offsets on ``local_ts``: rows past the watermark wait for the next day."""
+    lowest = min(0, min(offsets.values()))
+    lo = start_ns if start_ns is not None else np.iinfo(np.int64).min
+    hi = end_ns if end_ns is not None else np.iinfo(np.int64).max
+    days = [(date, list(group)) for date, group in groupby(selected, key=lambda p: p[0])]
+    held = None
+    for k, (date, group) in enumerate(days):
+        frames = [] if held is None else [held]
+        for _, vid, iid, v, i in group:
+            frame = read_partition(root, v, i, date, vid, iid)
+            if offsets.get(v):
+                frame = frame.with_columns(pl.col("local_ts") + offsets[v])
+            frames.append(frame)
+        day = pl.concat(frames, how="vertical").filter((pl.col("local_ts") >= lo) & (pl.col("local_ts") < hi))
+        day = day.sort(["local_ts", "venue", "instrument"], maintain_order=True)
+        if k + 1 < len(days):
+            watermark = _day_bounds(days[k + 1][0])[0] + lowest
+            cut = int(day.get_column("local_ts").search_sorted(watermark, side="left"))
+            day, held = day.slice(0, cut), day.slice(cut)
+        else:
+            held = None
         events = to_numpy(day)
         del day, frames
         for at in range(0, len(events), chunk_size):

@@ -38,7 +38,7 @@ from data.schema import (
     KIND_SESSION,
     KIND_SNAPSHOT,
 )
-from data.store import list_partitions, partition_dir, read_partition
+from data.store import partition_dir, read_partition, require_store
 from stockbridge.errors import DataError
 
 
@@ -124,6 +124,13 @@ def _null_mask(values: pl.Series | np.ndarray) -> np.ndarray:
         return mask
     values = np.asarray(values)
     return np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), dtype=bool)
+
+
+def finite(name: str, values: np.ndarray) -> Problem:
+    """NaN or +-inf values (a stored event must never carry one to the matcher)."""
+    values = np.asarray(values)
+    bad = ~np.isfinite(values) if values.dtype.kind == "f" else np.zeros(len(values), dtype=bool)
+    return Problem(f"non-finite {name}", name, bad, lambda i: f"{float(values[i])!r} is not a finite number")
 
 
 def positive(name: str, values: np.ndarray, allow_zero: np.ndarray | bool = False) -> Problem:
@@ -330,16 +337,18 @@ def crossed_problem(
 # -- stored events ---------------------------------------------------------------------------------
 
 def event_value_problems(kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray) -> list[Problem]:
-    """Field checks of stored events by kind: known kind, side, positive prices and sizes, session codes."""
+    """Field checks of stored events by kind: known kind, side, finite and positive prices and sizes, session codes."""
     known = np.isin(kind, np.array(list(KIND_NAMES), dtype=kind.dtype))
     book = (kind == KIND_QUOTE) | (kind == KIND_DEPTH) | (kind == KIND_SNAPSHOT)
     priced = known & (kind != KIND_SESSION)
     sized = known & (kind != KIND_SESSION) & (kind != KIND_MULTIPLIER)
     p_price = positive("price", price)
-    p_price.mask &= priced
+    p_price.mask &= priced & np.isfinite(price)
     p_size = positive("size", size, allow_zero=kind == KIND_DEPTH)
-    p_size.mask &= sized
+    p_size.mask &= sized & np.isfinite(size)
     return [
+        finite("price", price),
+        finite("size", size),
         Problem("unknown kind", "kind", ~known, lambda i: f"unknown event kind {int(kind[i])}"),
         Problem("bad side", "side", (book & (side == 0)) | (np.abs(side) > 1), lambda i: f"side {int(side[i])} is not valid for a {KIND_NAMES.get(int(kind[i]), '?')} row"),
         p_price,
@@ -358,8 +367,9 @@ def validate_store(root: str | Path, venue_ids: dict[str, int], instrument_ids: 
 
     Rows are 1-based within a partition (``ROOT/venue=../instrument=../date=..``), in ``local_ts``
     order. Each stream's book is carried across its dates. Returns {'partitions': n, 'rows': n}.
+    A missing or empty store is a ``DataError`` naming the directory (see ``data.store.require_store``).
     """
-    parts = list_partitions(root)
+    parts = require_store(root)
     total = 0
     books: dict[tuple[str, str], BookState] = {}
     last_ts: dict[tuple[str, str], int] = {}

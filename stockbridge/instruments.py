@@ -127,6 +127,10 @@ class Venue(Strict):
     order_latency_ms: float = Field(default=20.0, ge=0, description="our order -> venue, milliseconds")
     response_latency_ms: float = Field(default=20.0, ge=0, description="venue ack/fill -> us, milliseconds")
     latency_jitter_ms: float = Field(default=0.0, ge=0, description="std-dev of a lognormal latency jitter, ms")
+    clock_offset_ms: float = Field(
+        default=0.0, allow_inf_nan=False,
+        description="added to the stored local_ts of this venue's events when the store is read, ms (corrects a capture clock that ran behind: positive)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Venue":

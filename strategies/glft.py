@@ -9,13 +9,21 @@ approximation gives the distances below and above fair (stockbridge.core.quoting
     delta_b = c1 + (Delta/2 + q) * sigma_h * c2,   delta_a = c1 + (Delta/2 - q) * sigma_h * c2
 
 so the inventory counts as ``q/Delta`` lots of the order size, as in the paper. GLFT has no horizon;
-``sigma_h = sigma * sqrt(max(1, tau/tau_ref))`` (core ``horizon_sigma``) carries the variance-time
+``sigma_h = sigma * sqrt(var_rate) * sqrt(max(1, tau/tau_ref))`` carries the variance-time
 until the next hedge: equal to ``sigma`` while the hedge venue trades, larger through a closure, so
 spread and skew grow toward a weekend and shrink at the open. ``xi = gamma`` is the GLFT (2013)
-model, ``xi = 0`` its mean-variance variant. Level ``l`` sits ``l * level_spacing_bps`` of fair further out.
+model, ``xi = 0`` its mean-variance variant.
+
+Units: ``A`` is fills per wall-clock second, so the price variance must be per wall-clock second too.
+``ctx.sigma`` is quote ccy per sqrt(variance-second); a wall-clock second of the current session state
+holds ``ctx.var_rate`` variance-seconds (1 in regular hours, the session weight otherwise), so
+``sigma * sqrt(var_rate)`` is quote ccy per sqrt(wall-clock second). The horizon factor
+``sqrt(max(1, tau/tau_ref))`` is a ratio of variance-times (``core.quoting.horizon_sigma``). Level ``l`` sits ``l * level_spacing_bps`` of fair further out.
 """
 
 from __future__ import annotations
+
+import math
 
 from numba import njit
 
@@ -44,7 +52,7 @@ GAMMA, K, A, XI, SIZE, TAU_REF, LEVELS, SPACING = GlftParams.indices(
 @njit(cache=True)
 def kernel(ctx, params, quotes, takes):
     q = ctx.net_delta / ctx.multiplier
-    sigma = horizon_sigma(ctx.sigma, ctx.tau, params[TAU_REF])
+    sigma = horizon_sigma(ctx.sigma * math.sqrt(ctx.var_rate), ctx.tau, params[TAU_REF])
     delta_b, delta_a = glft_xi_half_spreads(q, params[GAMMA], sigma, params[K], params[A], params[XI], params[SIZE])
     write_ladder(
         ctx, quotes, ctx.fair - delta_b, ctx.fair + delta_a, params[SPACING] * ctx.fair * 1e-4, params[SIZE], int(params[LEVELS])

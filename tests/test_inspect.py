@@ -220,4 +220,4 @@ def test_console_script_inspect_and_its_error_line(store, tmp_path, run_cli):
     assert "174.81 bps / 1.75" in ok.stdout
     bad = run_cli("data", "inspect", tmp_path / "nothing")
     assert bad.returncode == 2
-    assert bad.stderr.strip() == f"error: {tmp_path / 'nothing'}: no event partitions (venue=*/instrument=*/date=*/part-*.parquet) here"
+    assert bad.stderr.strip() == f"error: {tmp_path / 'nothing'}: store directory does not exist"

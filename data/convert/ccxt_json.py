@@ -62,7 +62,7 @@ def convert_trades(path: str | Path, job: Job) -> ConvertReport:
     data = _load_list(path)
     report = ConvertReport(str(path), "ccxt-trades", source_rows=len(data))
     check = Validator(str(path), job.repair, report.dropped)
-    sink = EventSink(job.out, job.venue, report)
+    sink = EventSink(job.out, job.venue, report, job.clock_offset_ns())
     symbols = job.symbol_map()
     raw = {k: [d.get(k) if isinstance(d, dict) else None for d in data] for k in ("timestamp", "price", "amount", "side", "id", "symbol")}
     rows = np.arange(1, len(data) + 1, dtype=np.int64)
@@ -136,6 +136,6 @@ def convert_ohlcv(path: str | Path, job: Job) -> ConvertReport:
     keep[np.flatnonzero(keep)[~keep2]] = False
     bars = pl.DataFrame({f: cols[f].filter(pl.Series(keep)) for f in BAR_FIELDS}).with_columns(pl.col("ts") * MS)
     if job.out is not None and bars.height:
-        write_bars(job.out, job.venue, instrument, bars)
+        write_bars(getattr(job.out, "root", job.out), job.venue, instrument, bars)  # bars are not staged
     report.written[f"{instrument} (bars)"] += bars.height
     return report

@@ -72,7 +72,7 @@ def convert(message_path: str | Path, orderbook_path: str | Path, job: Job) -> C
     report = ConvertReport(f"{message_path} + {orderbook_path}", f"lobster ({levels} levels)")
     check = Validator(str(message_path), job.repair, report.dropped)
     book_check = Validator(str(orderbook_path), job.repair, report.dropped)
-    sink = EventSink(job.out, job.venue, report)
+    sink = EventSink(job.out, job.venue, report, job.clock_offset_ns())
     msg_schema = {"time": pl.Float64, "type": pl.Int64, "order_id": pl.Int64, "size": pl.Float64, "price": pl.Float64, "direction": pl.Int64}
     book_schema = {c: pl.Float64 for c in book_columns(levels)}
     carry = np.iinfo(np.int64).min

@@ -56,7 +56,7 @@ def _convert(path: Path, job: Job, columns: tuple[str, ...], fmt: str) -> Conver
     instrument = job.single_instrument()
     report = ConvertReport(str(path), fmt)
     check = Validator(str(path), job.repair, report.dropped)
-    sink = EventSink(job.out, job.venue, report)
+    sink = EventSink(job.out, job.venue, report, job.clock_offset_ns())
     schema = {c: (pl.String if c in ("ts", "side") else pl.Float64) for c in columns}
     carry = np.iinfo(np.int64).min
     for batch in csv_batches(path, schema):

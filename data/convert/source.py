@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from data.schema import F_BATCH_END, KIND_QUOTE
-from data.store import write_events
+from data.store import StagedStore, write_events
 from stockbridge.config import StockbridgeConfig
 from stockbridge.errors import ConfigError, DataError
 
@@ -114,9 +114,14 @@ def count_rows(path: str | Path, has_header: bool = True) -> int:
 class Job:
     """Where converted events go and how strictly: shared by every converter.
 
-    ``out`` None means check only (nothing is written). ``instrument`` None means: from the file's
-    symbol column where it has one, else the venue's only instrument. ``date`` (YYYY-MM-DD) is the
-    trading day of formats whose times are relative to a day (LOBSTER).
+    ``out`` None means check only (nothing is written); :func:`data.convert.convert_files` swaps a
+    path for a :class:`~data.store.StagedStore` so a run lands whole or not at all. ``instrument``
+    None means: from the file's symbol column where it has one, else the venue's only instrument.
+    ``date`` (YYYY-MM-DD) is the trading day of formats whose times are relative to a day (LOBSTER).
+    ``mode`` is what to do with partitions that already hold rows of the kinds written (``refuse``,
+    ``append``, ``overwrite``; see ``StagedStore``). ``clock_offset_ms`` (milliseconds, may be
+    negative) is added to every ``local_ts`` written, to correct a capture clock that ran behind
+    (positive) or ahead (negative) of the exchange.
     """
 
     cfg: StockbridgeConfig
@@ -126,6 +131,11 @@ class Job:
     repair: bool = False
     date: str | None = None
     config_path: str = "<config>"
+    mode: str = "refuse"
+    clock_offset_ms: float = 0.0
+
+    def clock_offset_ns(self) -> int:
+        return int(round(self.clock_offset_ms * 1_000_000))
 
     def venue_config(self):
         if self.venue not in self.cfg.venues:
@@ -182,18 +192,27 @@ class ConvertReport:
     written: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    gaps: list = field(default_factory=list)  # source lines where a book lost sync (raw captures)
 
 
 class EventSink:
-    """Writes event frames of one venue into the store (or only counts them when ``out`` is None)."""
+    """Writes event frames of one venue into the store (or only counts them when ``out`` is None).
 
-    def __init__(self, out: str | Path | None, venue: str, report: ConvertReport):
-        self.out, self.venue, self.report = out, venue, report
+    ``out`` is a store directory or a :class:`~data.store.StagedStore`; ``offset_ns`` is added to
+    ``local_ts`` of every row written (a capture clock correction, ns).
+    """
+
+    def __init__(self, out: str | Path | StagedStore | None, venue: str, report: ConvertReport, offset_ns: int = 0):
+        self.out, self.venue, self.report, self.offset_ns = out, venue, report, int(offset_ns)
 
     def write(self, instrument: str, events: pl.DataFrame) -> None:
         if events.height == 0:
             return
-        if self.out is not None:
+        if self.offset_ns:
+            events = events.with_columns(pl.col("local_ts") + self.offset_ns)
+        if isinstance(self.out, StagedStore):
+            self.out.write_events(self.venue, instrument, events)
+        elif self.out is not None:
             write_events(self.out, self.venue, instrument, events)
         self.report.written[instrument] += events.height
 

@@ -88,7 +88,7 @@ def convert(path: str | Path, job: Job) -> ConvertReport:
         )
     report = ConvertReport(str(path), f"tardis {kind}")
     check = Validator(str(path), job.repair, report.dropped)
-    sink = EventSink(job.out, job.venue, report)
+    sink = EventSink(job.out, job.venue, report, job.clock_offset_ns())
     symbols = job.symbol_map()
     if kind == "quotes":
         schema = BASE_SCHEMA | {c: pl.Float64 for c in QUOTES[4:]}

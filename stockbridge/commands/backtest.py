@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,7 +27,7 @@ def backtest(
     out: Path = typer.Option(Path("backtest-out"), "--out", help="directory for fills, time series, summary and report"),
     seed: int = typer.Option(None, "--seed", help="seed for latency draws and probabilistic fills (default: backtest.seed)"),
     engine: str = typer.Option("tick", "--engine", help="'tick' (L2 replay) or 'backtrader' (OHLCV bars from the store's bars table)"),
-    validate: bool = typer.Option(True, "--validate/--no-validate", help="check the whole store before replaying"),
+    validate: bool = typer.Option(True, "--validate/--no-validate", help="check the whole store before replaying (skip only for a store you have just validated)"),
     crosscheck: bool = typer.Option(True, "--crosscheck/--no-crosscheck", help="re-do the accounting in backtrader and compare"),
     chunk_size: int = typer.Option(1_000_000, "--chunk-size", min=1, help="events per replay chunk (bounds memory)"),
 ) -> None:
@@ -64,8 +65,10 @@ def backtest(
             bar.update(task, completed=done, sim=when, rate=f"{done / elapsed:,.0f} ev/s")
 
         summary, _ = run_backtest(cfg, str(config), data_dir, out, kernel=spec.kernel, params=params.to_array(),
-                                  progress=progress, chunk_size=chunk_size, crosscheck=crosscheck)
+                                  progress=progress, chunk_size=chunk_size, crosscheck=crosscheck, validate=False)
     print_summary(summary, console)
+    for line in summary.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {escape(line)}")
     console.print(f"outputs in {out}/: fills.parquet timeseries.parquet fair_track.parquet summary.json report.html")
 
 

@@ -25,6 +25,9 @@ class Format(str, Enum):
     trades_csv = "trades-csv"
     ccxt_trades = "ccxt-trades"
     ccxt_ohlcv = "ccxt-ohlcv"
+    hftbacktest = "hftbacktest"
+    binance = "binance"
+    bybit = "bybit"
 
 
 def _print_reports(title: str, reports, written_label: str) -> None:
@@ -44,10 +47,13 @@ def _print_reports(title: str, reports, written_label: str) -> None:
     for r in reports:
         if r.dropped:
             console.print(f"{r.path}: {drop_summary(r.dropped)}", soft_wrap=True)
+        if r.gaps:
+            shown = ", ".join(str(n) for n in r.gaps[:20]) + (" ..." if len(r.gaps) > 20 else "")
+            console.print(f"{r.path}: book lost sync at line{'s' if len(r.gaps) > 1 else ''} {shown}", soft_wrap=True)
 
 
 def convert(
-    fmt: Format = typer.Argument(..., metavar="FORMAT", help="tardis, lobster, nbbo, trades-csv, ccxt-trades or ccxt-ohlcv"),
+    fmt: Format = typer.Argument(..., metavar="FORMAT", help="tardis, lobster, nbbo, trades-csv, ccxt-trades, ccxt-ohlcv, hftbacktest, binance or bybit (raw websocket captures)"),
     inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="source files (lobster: MESSAGE ORDERBOOK pairs)"),
     config: Path = typer.Option(..., "--config", help="TOML config naming the venue and its symbols"),
     venue: str = typer.Option(..., "--venue", help="venue (a [venues] table of the config) the data comes from"),
@@ -55,13 +61,23 @@ def convert(
     out: Path = typer.Option(..., "--out", help="directory of the Parquet store to add to"),
     date: str = typer.Option(None, "--date", help="trading day YYYY-MM-DD (lobster: times are seconds after New York midnight)"),
     repair: bool = typer.Option(False, "--repair", help="drop bad rows (counted per problem) instead of stopping at the first"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the rows of the kinds written in partitions that already hold them (atomically)"),
+    append: bool = typer.Option(False, "--append", help="add to partitions that already hold rows of the kinds written (default: refuse)"),
+    clock_offset_ms: float = typer.Option(0.0, "--clock-offset-ms", help="added to every local_ts written, ms (a capture clock 1.27 s behind: 1270)"),
 ) -> None:
-    """Convert tick-data files into the Parquet store, validating every row."""
+    """Convert tick-data files into the Parquet store, validating every row.
+
+    A partition that already holds rows of the kinds being written (the same data converted twice)
+    is refused unless --overwrite or --append is given; nothing is written unless every file converts.
+    """
     from data.convert import convert_files
     from data.convert.source import Job
 
+    if overwrite and append:
+        raise typer.BadParameter("--overwrite and --append exclude each other")
     cfg = load_config(config)
-    job = Job(cfg, venue, instrument=instrument, out=out, repair=repair, date=date, config_path=str(config))
+    mode = "overwrite" if overwrite else "append" if append else "refuse"
+    job = Job(cfg, venue, instrument=instrument, out=out, repair=repair, date=date, config_path=str(config), mode=mode, clock_offset_ms=clock_offset_ms)
     reports = convert_files(fmt.value, list(inputs), job)
     total = sum(sum(r.written.values()) for r in reports)
     _print_reports(f"{out}: {total:,} rows written for venue {venue}", reports, "written")
@@ -75,15 +91,23 @@ def validate(
     instrument: str = typer.Option(None, "--instrument", help="instrument of source files without a symbol column"),
     date: str = typer.Option(None, "--date", help="trading day YYYY-MM-DD (lobster)"),
 ) -> None:
-    """Check stores or source files; stop with one line naming file, row and field at the first problem."""
+    """Check stores or source files; stop with one line naming file, row and field at the first problem.
+
+    A store is first checked whole (non-finite values, time order, duplicated rows, feed latency per
+    venue, printed as tables), then replayed partition by partition (values, crossed books).
+    """
     from data.convert import convert_files, detect_format
     from data.convert.source import Job
+    from data.store_check import check_store
     from data.validate import validate_store
 
     cfg = load_config(config)
     sources: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if path.is_dir() or not path.exists() and not path.suffix:
+            report = check_store(path, cfg)
+            _print_store_check(report)
+            report.raise_first()
             got = validate_store(path, cfg.venue_ids(), cfg.instrument_ids())
             _console().print(f"[green]OK[/green] {path}: {got['rows']:,} rows in {got['partitions']} partitions", soft_wrap=True)
         elif path.exists():
@@ -107,7 +131,46 @@ def validate(
     _print_reports("source files: OK", reports, "events")
 
 
+def _print_store_check(report) -> None:
+    console = _console()
+    table = Table(title=f"{report.root}: feed latency (local_ts + clock offset - exch_ts) per venue", title_justify="left")
+    for col in ("venue", "clock offset ms", "rows", "negative", "median ms", "worst ms"):
+        table.add_column(col, justify="left" if col == "venue" else "right")
+    for v in report.latency.values():
+        med = f"{v.median_ns / 1e6:,.3f}" if v.median_ns is not None else "-"
+        worst = f"{v.worst_ns / 1e6:,.3f}" if v.worst_ns is not None else "-"
+        table.add_row(v.venue, f"{v.clock_offset_ns / 1e6:g}", f"{v.rows:,}", f"{v.negative:,}", med, worst)
+    console.print(table)
+    if report.problems:
+        problems = Table(title=f"{report.root}: problems", title_justify="left")
+        for col in ("problem", "rows", "first at"):
+            problems.add_column(col, justify="right" if col == "rows" else "left", overflow="fold")
+        for p in report.problems:
+            problems.add_row(p.kind, f"{p.count:,}", str(p.error()))
+        console.print(problems)
+
+
+def export_hftbacktest(
+    store: Path = typer.Argument(..., help="directory of the Parquet event store"),
+    config: Path = typer.Option(..., "--config", help="TOML config (venue/instrument ids, clock offsets)"),
+    venue: str = typer.Option(..., "--venue", help="venue to export"),
+    instrument: str = typer.Option(..., "--instrument", help="instrument to export"),
+    out: Path = typer.Option(..., "--out", help="hftbacktest event file to write (.npz, array 'data')"),
+) -> None:
+    """Write one venue/instrument of a store as an hftbacktest .npz event file (local_ts with clock offsets applied)."""
+    from data.convert.hftbacktest import export_store
+
+    cfg = load_config(config)
+    for key, name, known in (("venue", venue, cfg.venues), ("instrument", instrument, cfg.instruments)):
+        if name not in known:
+            raise DataError(str(config), None, key, f"unknown {key} '{name}' (known: {', '.join(known)})")
+    got = export_store(store, cfg, venue, instrument, out)
+    skipped = ", ".join(f"{n:,} {why}" for why, n in got["skipped"].items()) or "none"
+    _console().print(f"{out}: {got['rows']:,} hftbacktest rows from {got['events']:,} events of {venue}/{instrument}; skipped: {skipped}", soft_wrap=True)
+
+
 def register(data_app: typer.Typer) -> None:
-    """Add `convert` and `validate` to the `stockbridge data` group."""
+    """Add `convert`, `validate` and `export-hftbacktest` to the `stockbridge data` group."""
     data_app.command("convert")(convert)
     data_app.command("validate")(validate)
+    data_app.command("export-hftbacktest")(export_hftbacktest)

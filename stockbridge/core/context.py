@@ -39,6 +39,7 @@ CTX_DTYPE = np.dtype(
         ("session", np.int64),         # underlying's session state (stockbridge.sessions codes)
         ("hedge_open", np.int64),      # 1 when the hedge venue may trade now
         ("tau", np.float64),           # variance-seconds until the next hedge opportunity (+ gap allowance)
+        ("var_rate", np.float64),      # variance-seconds per wall-clock second in the current session state (1 in regular hours)
         ("size_factor", np.float64),   # 1.0 while hedgeable, risk.offhours_size_factor otherwise
         # -- fair value and risk of the quoted token --
         ("fair", np.float64),          # fair value of one token, quote ccy
@@ -87,6 +88,7 @@ def new_context() -> np.ndarray:
         ctx[name] = np.nan
     ctx["hedge_venue"] = -1
     ctx["size_factor"] = 1.0
+    ctx["var_rate"] = 1.0
     ctx["spread_z"] = 1.0
     return ctx
 
