@@ -52,9 +52,9 @@ Our orders (conservative queue model):
   refuses it then): that matters when a halted venue refused the earlier one.
 
 Venue status (``status`` changes at venue times; at equal times before the row): HALTED, nothing
-trades (no fills; a data trade changes nothing for us), new orders are rejected, cancels refused (the
-order keeps resting); DEFAULTED, final: every live order is lost, in flight or resting, and nothing
-trades there again.
+trades (no fills, no queue moves on data trades, but a data trade still refreshes ``consumed``: the
+data's market traded), new orders are rejected, cancels refused (the order keeps resting);
+DEFAULTED, final: every live order is lost, in flight or resting, and nothing trades there again.
 
 Units: times int64 ns; prices quote currency; sizes tokens; fees quote currency (negative = rebate).
 """
@@ -252,8 +252,8 @@ class VenueRun:
         return self.fills
 
     def set_status(self, code: int):
-        """HALTED: nothing trades (no fills, data trades change nothing for us), new orders are
-        rejected, cancels refused; DEFAULTED (final): every live order is lost, nothing trades again."""
+        """HALTED: nothing trades (no fills), new orders are rejected, cancels refused; DEFAULTED
+        (final): every live order is lost, nothing trades again."""
         if self.status == DEFAULTED:
             return
         self.status = code
@@ -409,13 +409,13 @@ class VenueRun:
         book.resync_ts = None
 
     def trade(self, ins: int, aggressor: int, price: float, size: float, ts: int):
-        # Halted or defaulted: the engine's choice, which leaves consumed[] as it was (rule 2 says
-        # every data trade reduces it: tests/test_matching_reference_cases.py)
-        if not (size > 0.0) or self.status != OK:
+        if not (size > 0.0):
             return
         book = self.books[ins]
         a = aggressor
         if a == 0:
+            # classified against the venue book, after our takes, as the engine does (the data's book
+            # would be better: tests/test_matching_reference_cases.py, the strict xfail)
             bids, asks = book.levels(0), book.levels(1)
             if asks and price >= asks[0][0]:
                 a = 1
@@ -429,6 +429,8 @@ class VenueRun:
         for p in list(book.consumed[hs]):
             if at_or_through(hs, p, price):
                 book.consumed[hs][p] = max(book.consumed[hs][p] - size, 0.0)
+        if self.status != OK:
+            return  # the data's market traded (refreshing what we took), our halted venue did not
         hit = [o for o in self.mine(ins, hs) if at_or_through(hs, o.s.price, price)]
         taken = 0.0
         for o in self.priority(hit, hs):

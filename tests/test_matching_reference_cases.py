@@ -1,6 +1,7 @@
 """Minimal scenarios where the compiled venues and the written rules (issue 7, backtest.consumed)
-disagree, found while checking the engine against tests/reference_venue.py. Each is the smallest
-case that shows it; a fixed one turns its strict xfail into a failure: then drop the marker."""
+disagreed, found while checking the engine against tests/reference_venue.py: each is the smallest
+case that shows it. An open one is a strict xfail (fixing it turns the xfail into a failure: then
+drop the marker); a fixed one stays as a regression test."""
 
 from __future__ import annotations
 
@@ -29,9 +30,8 @@ def _sim():
     return sim
 
 
-@pytest.mark.xfail(strict=True, reason="a data trade printed while the venue is halted does not reduce consumed[] "
-                                       "(matching._on_trade returns before traded_through)")
 def test_trade_during_halt_still_refreshes_consumed_liquidity():
+    """Found failing (matching._on_trade returned before traded_through while halted); fixed on main."""
     # ask 100 x 3; we take all 3 at 1 ms; the venue is halted 2-4 ms, during which the data prints a
     # buy of 3 at 100 (rule 2: consumed[100] -= 3 for every data trade at or through it); the data
     # restates ask 100 x 3 at 5 ms: those are new lots, our take at 6 ms should get them
@@ -50,5 +50,27 @@ def test_trade_during_halt_still_refreshes_consumed_liquidity():
     venues_advance(sim, ev, at(100))
     fills = sim.fills[: sim.fill_n[0]]
     got = [(int(f["order_id"]), (int(f["ts_venue"]) - T0) / MS, float(f["qty"])) for f in fills]
-    assert got == [(1, 1.0, 3.0), (2, 6.0, 3.0)]  # the engine gives [(1, 1.0, 3.0)]
+    assert got == [(1, 1.0, 3.0), (2, 6.0, 3.0)]
     assert np.all(fills["ts_arrival"] <= fills["ts_venue"])
+
+
+@pytest.mark.xfail(strict=True, reason="a trade without aggressor side is classified against the venue book after our "
+                                       "takes (matching._on_trade), so the print at the ask level we emptied is dropped "
+                                       "instead of refreshing consumed[] there")
+def test_unsided_trade_at_the_level_we_took_refreshes_it():
+    # bid 99 x 1, ask 100 x 3; we take the 3 at 1 ms (the venue's ask side is now empty); the data
+    # prints a trade of 3 at 100 with no side at 2 ms: by the data's book (ask 100) a buy, so
+    # consumed[100] -= 3 (rule 2); the data restates ask 100 x 3 at 3 ms: new lots for our take at 4 ms
+    ev = event_rows([dict(kind=KIND_DEPTH, side=1, price=99.0, size=1.0, exch_ts=at(0)),
+                     dict(kind=KIND_DEPTH, side=-1, price=100.0, size=3.0, exch_ts=at(0)),
+                     dict(kind=KIND_TRADE, side=0, price=100.0, size=3.0, exch_ts=at(2)),
+                     dict(kind=KIND_DEPTH, side=-1, price=100.0, size=3.0, exch_ts=at(3))])
+    sim = _sim()
+    venues_advance(sim, ev, at(1))
+    submit_order(sim, 0, 0, 1, 100.0, 3.0, IOC, 0, 0, at(1))
+    venues_advance(sim, ev, at(4))
+    submit_order(sim, 0, 0, 1, 100.0, 3.0, IOC, 0, 0, at(4))
+    venues_advance(sim, ev, at(100))
+    fills = sim.fills[: sim.fill_n[0]]
+    got = [(int(f["order_id"]), (int(f["ts_venue"]) - T0) / MS, float(f["qty"])) for f in fills]
+    assert got == [(1, 1.0, 3.0), (2, 4.0, 3.0)]  # the engine gives [(1, 1.0, 3.0)]

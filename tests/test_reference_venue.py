@@ -201,3 +201,12 @@ def test_default_loses_every_order():
             Submit(at(4), 0, 0, BUY, math.inf, 1.0, IOC)]        # arrives after it
     fills = ref(order_ms=[1.0]).run(event_rows(rows), acts, status=[(0, at(4), DEFAULTED), (0, at(4.5), OK)])
     assert fills == []
+
+
+def test_trade_while_halted_refreshes_what_we_took():
+    from reference_venue import HALTED, OK
+
+    rows = [depth(0, ASK, 100.0, 3.0), trade(3, BUY, 100.0, 3.0), depth(5, ASK, 100.0, 3.0)]
+    acts = [Submit(at(1), 0, 0, BUY, 100.0, 3.0, IOC), Submit(at(6), 0, 0, BUY, 100.0, 3.0, IOC)]
+    fills = ref(order_ms=0.0).run(event_rows(rows), acts, status=[(0, at(2), HALTED), (0, at(4), OK)])
+    assert summary(fills) == [(1, 1, 100.0, 3.0, 0), (2, 6, 100.0, 3.0, 0)]
