@@ -5,13 +5,19 @@ on random multi-venue scenarios.
 A scenario: 2-4 venues with very different feed latencies (0 to 2.5 s, ``local_ts - exch_ts``),
 order and response latencies and fees; per venue a stream of L1 quotes, depth rows, snapshots and
 trades (aggressor +1 / -1 / 0) on a 7-tick price grid, so that levels, our prices and times collide;
-and a script of our actions at chosen local times: GTC quotes (some post-only), IOC takes (limit or
-market) and cancels. The driver below is all the Python there is: it advances the venues to each
-local time, takes the reports due, and sends the actions due then. Venue-side logic lives only in
-the engine and in the reference.
+a halt at some venues, a default at fewer; and a script of our actions at chosen local times (each
+drawn to reach its venue within 3 ms of one of the venue's rows): GTC quotes (most joining a level
+the data shows, some post-only), IOC takes (limit or market) and cancels. The driver below is all the
+Python there is: it sets venue status changes at their venue time (as the engine's scenarios do),
+advances the venues to each local time, takes the reports due, and sends the actions due then;
+venue-side logic lives only in the engine and in the reference. Each scenario runs twice through the
+engine: the whole event array at once, and in chunks as the runner feeds it (lookahead by feed
+latency, NEED_MORE_DATA, rebase). The reference's own fills also pass tests/fill_invariants.py.
 
-Examples per run come from the hypothesis profile (tests/conftest.py): ``ci`` by default,
-``--hypothesis-profile nightly`` for a long run.
+Where the engine's reading of the rules differs from the one argued for in
+tests/test_matching_reference_cases.py, the reference follows the engine (``reference_venue.PROPOSED``
+switches). Examples per run come from the hypothesis profile (tests/conftest.py): ``ci`` (2000) by
+default, ``--hypothesis-profile nightly`` (50000) for a long run, ``dev`` (100) for a quick one.
 """
 
 from __future__ import annotations
