@@ -152,8 +152,9 @@ def venue_stream(v, n_instruments, params: int, codes: list[int]) -> tuple[list[
         elif kind == "trade":
             rows.append(dict(base, kind=KIND_TRADE, side=[1, -1, 0][side], price=PRICES[px],
                              size=SIZES[size % len(SIZES)]))
-        elif kind == "quote":
-            rows.append(dict(base, kind=KIND_QUOTE, side=bside, price=PRICES[px], size=SIZES[size % len(SIZES)]))
+        elif kind == "quote":  # size 0: the side is empty
+            rows.append(dict(base, kind=KIND_QUOTE, side=bside, price=PRICES[px],
+                             size=0.0 if size == len(SIZES) and step == 0 else SIZES[size % len(SIZES)]))
         else:  # depth: size 0 deletes the level
             rows.append(dict(base, kind=KIND_DEPTH, side=bside, price=PRICES[px],
                              size=0.0 if size == len(SIZES) else SIZES[size]))
