@@ -141,6 +141,9 @@ def venue_stream(v, n_instruments, params: int, codes: list[int]) -> tuple[list[
         bside = 1 if side != 1 else -1
         if kind != "trade":  # bids mostly low on the grid, asks high: crossed rows happen, not all the time
             px = px % 5 + (0 if bside > 0 else 2)
+            shown = sorted(book[bside], reverse=bside > 0)
+            if kind != "snapshot" and reuse and shown:  # restate a level shown: queues grow and shrink
+                px = PRICES.index(shown[0 if reuse == 1 else px % len(shown)])
         if kind == "snapshot":
             snap = [(bside, px, SIZES[size % len(SIZES)])]
             for k in range(levels[0]):
@@ -220,8 +223,12 @@ def scenarios(draw):
                 actions.append(Cancel(t, here[target % len(here)]))
             continue
         if kind == "quote":
-            # most quotes join a level the venue's data shows on their side, to meet a queue
-            price = join[px % len(join)] if join and px % 3 else PRICES[max(px, 0)]
+            # most quotes join a level the venue's data shows on their side, to meet a queue; the
+            # best one most often (where the trades print)
+            if join and px % 3:
+                price = (join[-1] if side > 0 else join[0]) if px % 3 == 1 else join[px % len(join)]
+            else:
+                price = PRICES[max(px, 0)]
             actions.append(Submit(t, v, ins, side, price, qty, GTC, po))
         else:
             price = (math.inf if side > 0 else 0.0) if px < 0 else PRICES[px]
