@@ -140,6 +140,12 @@ def set_level(px, qty, nlev, dropped, b, s, price, size) -> float:
 
 
 @njit(cache=True)
+def uncross(px, qty, nlev, b, s, price):
+    """Remove side ``s``'s levels at or through ``price`` (a level of the other side at ``price``)."""
+    _drop_better_than(px, qty, nlev, b, s, price, True)
+
+
+@njit(cache=True)
 def apply_quote(px, qty, nlev, dropped, b, s, price, size) -> float:
     """An L1 row: a quote feed shows one level per side, so ``price`` becomes side ``s``'s only level
     (a worse level left from an earlier quote would be liquidity that no longer exists). Returns the

@@ -12,7 +12,8 @@ An amount stays attached to its price until the data shows that level genuinely 
 - a data trade printed at or through that price on that side reduces it by the trade's size (the
   orders we took were the ones that trade would have met);
 - the data removes the level (a depth row with size 0; an L1 quote, which shows the whole side,
-  implies every level better than its price is gone): the amount is dropped;
+  implies every level better than its price is gone; a level of the other side at or through it
+  uncrosses the data's book): the amount is dropped;
 - a snapshot (a row with ``F_CLEAR``) rebuilds the book from the venue's own view: all amounts of
   that book are dropped.
 
@@ -93,14 +94,27 @@ def effective_size(cpx, cq, cn, b, s, price, size) -> float:
 
 
 @njit(cache=True, _nrt=False)
-def drop_better_than(cpx, cq, cn, b, s, price):
-    """An L1 quote at ``price``: the data says no better level exists on side ``s``."""
+def drop_better_than(cpx, cq, cn, b, s, price, inclusive):
+    """The data says side ``s`` has no level better than ``price`` (nor at it, if ``inclusive``): an
+    L1 quote at ``price`` on side s, or a level of the other side at ``price`` (the data's book is
+    uncrossed)."""
     k = 0
     while k < cn[b, s]:
-        if better(s, cpx[b, s, k], price):
+        if better(s, cpx[b, s, k], price) or (inclusive and same_price(cpx[b, s, k], price)):
             _remove(cpx, cq, cn, b, s, k)
         else:
             k += 1
+
+
+@njit(cache=True, _nrt=False)
+def data_best(cpx, cn, b, s, venue_best) -> float:
+    """Best price of side ``s`` as the data shows it: the venue's best (``venue_best``, NaN if the
+    side is empty) or a level we emptied, whichever is better."""
+    best = venue_best
+    for k in range(cn[b, s]):
+        if not (best == best) or better(s, cpx[b, s, k], best):
+            best = cpx[b, s, k]
+    return best
 
 
 @njit(cache=True, _nrt=False)

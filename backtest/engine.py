@@ -63,8 +63,6 @@ from backtest.orders import (
     GTC,
     IOC,
     NO_SLOT,
-    OPEN,
-    PENDING_NEW,
     QUEUE_FULL,
     TAG_ARB,
     TAG_HEDGE,
@@ -76,11 +74,11 @@ from backtest.orders import (
 )
 from backtest.pending import FEE, PRICE, QTY, REP_CANCEL_REJECT, REP_DONE, REP_FILL, SLOT
 from backtest.pending import T as PQ_T
-from data.schema import F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE
+from data.schema import F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT
 from stockbridge.core import session_clock as sc
 from stockbridge.core.context import ASK, BID, MAX_LEVELS, MAX_VENUES
 from stockbridge.core.decide import KERNEL_TYPE, decide
-from stockbridge.core.fair_value import fair_value, fair_value_update_underlying, fair_value_update_venue, last_print_ts
+from stockbridge.core.fair_value import fair_value, fair_value_update_underlying, fair_value_update_venue
 from stockbridge.core.hedging import carry_after, hedge_decision, hedge_risk_price
 from stockbridge.core.inventory import apply_fill
 from stockbridge.core.quoting import ceil_to_grid, floor_to_grid, gap_tau
@@ -90,7 +88,7 @@ from stockbridge.sessions import AFTER, PRE, REGULAR
 
 # run_chunk status codes
 DONE = 0
-FILLS_FULL = 1      # flush the sim's fill array, then resume
+FILLS_FULL = 1      # flush the sim's fill array and order log, then resume
 QUEUE_FULL_ = 2     # grow the sim's message queues, then resume
 SERIES_FULL = 3     # flush the time-series buffers, then resume
 NO_ORDER_SLOT = 4   # more live orders than the order array holds: a configuration error
@@ -341,8 +339,9 @@ def apply_scenarios(sim, events, st, s, now):
             rc = catch_up(sim, events, st, s, v, st.sc_start[k] - 1, now)
             if rc != DONE:
                 return rc
-            if venue_set_status(sim, v, VENUE_DEFAULTED, st.sc_start[k]) == NEED_REPORT_ROOM:
-                return QUEUE_FULL_
+            rc = venue_set_status(sim, v, VENUE_DEFAULTED, st.sc_start[k])
+            if rc < 0:
+                return status_of(rc)
             # the balance becomes a claim on the estate worth recovery x its value at fair now (marks
             # otherwise move only at fills, samples and decisions, and this changes a position too)
             mark_to_fair(sim, st, s, now)

@@ -48,9 +48,9 @@ new orders rejected, cancels refused (the order keeps resting); DEFAULTED = ever
 venue is lost (CANCELLED, reason DEFAULTED) and nothing trades there again.
 
 Return values: >= 0 is a count (fills, or actions processed); NEED_FILL_ROOM / NEED_REPORT_ROOM
-mean the call stopped *before* changing anything for lack of room in the fills array or the report
-queue: flush the fills (``simvenue.flush_fills``) or grow the queues (``simvenue.grow_queues``)
-and call again. Nothing is ever dropped.
+mean the call stopped *before* changing anything for lack of room in the fills array or order log,
+or the report queue: flush them (``simvenue.flush_fills``, ``simvenue.flush_orders``) or grow the
+queues (``simvenue.grow_queues``) and call again. Nothing is ever dropped.
 
 Units: times int64 ns (venue time for matching, local time for reports); prices quote ccy; sizes
 tokens; fees quote ccy (negative = rebate).
@@ -72,9 +72,10 @@ from backtest.book import (
     side_index,
     size_at,
     take_at,
+    uncross,
 )
 from backtest.consumed import clear as clear_consumed
-from backtest.consumed import consume, drop_better_than, effective_size, traded_through
+from backtest.consumed import consume, data_best, drop_better_than, effective_size, traded_through
 from backtest.fees import fill_fee
 from backtest.latency import RESPONSE, deliver
 from backtest.orders import (
@@ -151,9 +152,34 @@ FILL_DTYPE = np.dtype(
 )
 
 
+# One row per order when it reaches a final state at the venue (orders.parquet).
+ORDER_LOG_DTYPE = np.dtype(
+    [
+        ("order_id", np.int64),
+        ("ts_submit", np.int64),   # local ns when we sent it
+        ("arrival_ts", np.int64),  # venue ns when it reached the venue
+        ("final_ts", np.int64),    # venue ns when it became final (filled, cancelled, rejected)
+        ("done_ts", np.int64),     # local ns when its final report reaches us
+        ("price", np.float64),     # limit, quote ccy
+        ("qty", np.float64),       # tokens ordered
+        ("filled", np.float64),    # tokens filled
+        ("venue", np.int16),
+        ("instrument", np.int16),
+        ("side", np.int8),
+        ("tif", np.int8),
+        ("post_only", np.int8),
+        ("tag", np.int8),
+        ("state", np.int8),        # orders.FILLED / CANCELLED / REJECTED
+        ("reason", np.int8),       # orders.REASON_*
+    ],
+    align=True,
+)
+
+
 @njit(cache=True, inline="always", _nrt=False)
 def _room(sim, n_fills, n_reports) -> int:
-    if sim.fills.shape[0] - sim.fill_n[0] < n_fills:
+    # every report may be an order's final one: the order log needs a row for each
+    if sim.fills.shape[0] - sim.fill_n[0] < n_fills or sim.olog.shape[0] - sim.olog_n[0] < n_reports:
         return NEED_FILL_ROOM
     if room(sim.pq_i, sim.pq_n, sim.dims[0]) < n_reports:
         return NEED_REPORT_ROOM
@@ -166,7 +192,8 @@ def _report(sim, t, kind, slot, aux, price, qty, fee):
 
 
 @njit(cache=True, _nrt=False)
-def _finish(sim, slot, state, reason, t_report):
+def _finish(sim, slot, state, reason, t_venue, t_report):
+    """The order is final at venue time ``t_venue``; its report reaches us at ``t_report``; logged."""
     o = sim.orders[slot]
     if o.state == OPEN or o.state == PENDING_CANCEL:
         rest_remove(sim.rest, sim.oc, slot)
@@ -174,6 +201,25 @@ def _finish(sim, slot, state, reason, t_report):
     o.reason = reason
     o.ts_done = t_report
     _report(sim, t_report, REP_DONE, slot, state, 0.0, 0.0, 0.0)
+    k = sim.olog_n[0]
+    r = sim.olog[k]
+    r.order_id = o.id
+    r.ts_submit = o.ts_submit
+    r.arrival_ts = o.ts_venue
+    r.final_ts = t_venue
+    r.done_ts = t_report
+    r.price = o.price
+    r.qty = o.qty
+    r.filled = o.qty - o.leaves
+    r.venue = o.venue
+    r.instrument = o.instrument
+    r.side = o.side
+    r.tif = o.tif
+    r.post_only = o.post_only
+    r.tag = o.tag
+    r.state = state
+    r.reason = reason
+    sim.olog_n[0] = k + 1
 
 
 @njit(cache=True, _nrt=False)
@@ -203,7 +249,7 @@ def _fill(sim, slot, ts_venue, t_report, price, qty, maker, with_gas):
     sim.fill_n[0] = k + 1
     _report(sim, t_report, REP_FILL, slot, 1 if maker else 0, price, qty, fee)
     if left == 0.0:
-        _finish(sim, slot, FILLED, REASON_NONE, t_report)
+        _finish(sim, slot, FILLED, REASON_NONE, ts_venue, t_report)
 
 
 @njit(cache=True, _nrt=False)
@@ -234,20 +280,20 @@ def venue_arrive_new(sim, slot, oid, t_venue) -> int:
     t_r = deliver(sim.lat, sim.last_report, sim.rng, v, t_venue, RESPONSE)
     st = sim.status[v]
     if st == VENUE_DEFAULTED:
-        _finish(sim, slot, REJECTED, REASON_DEFAULTED, t_r)
+        _finish(sim, slot, REJECTED, REASON_DEFAULTED, t_venue, t_r)
         return 0
     if st == VENUE_HALTED:
-        _finish(sim, slot, REJECTED, REASON_HALTED, t_r)
+        _finish(sim, slot, REJECTED, REASON_HALTED, t_venue, t_r)
         return 0
     price = o.price
     bad_qty = not (o.qty > 0.0 and np.isfinite(o.qty))
     bad_price = np.isnan(price) or price < 0.0 or (o.tif == GTC and not (np.isfinite(price) and price > 0.0))
     if bad_qty or bad_price:
-        _finish(sim, slot, REJECTED, REASON_INVALID, t_r)
+        _finish(sim, slot, REJECTED, REASON_INVALID, t_venue, t_r)
         return 0
     crosses = sim.nlev[b, opp] > 0 and not better(s, best_price(sim.px, sim.nlev, b, opp), price)
     if crosses and o.post_only:
-        _finish(sim, slot, REJECTED, REASON_POST_ONLY, t_r)
+        _finish(sim, slot, REJECTED, REASON_POST_ONLY, t_venue, t_r)
         return 0
     n = 0
     if crosses:
@@ -263,7 +309,7 @@ def venue_arrive_new(sim, slot, oid, t_venue) -> int:
     if o.state == FILLED:
         return n
     if o.tif == IOC:
-        _finish(sim, slot, CANCELLED, REASON_IOC, t_r)
+        _finish(sim, slot, CANCELLED, REASON_IOC, t_venue, t_r)
         return n
     _rest(sim, slot, t_r)
     return n
@@ -285,7 +331,7 @@ def venue_arrive_cancel(sim, slot, oid, t_venue):
             set_state(sim.orders, slot, OPEN)
         _report(sim, t_r, REP_CANCEL_REJECT, slot, 0, 0.0, 0.0, 0.0)
         return
-    _finish(sim, slot, CANCELLED, REASON_USER, t_r)
+    _finish(sim, slot, CANCELLED, REASON_USER, t_venue, t_r)
 
 
 @njit(cache=True, _nrt=False)
@@ -541,15 +587,17 @@ def _on_trade(sim, b, v, side, price, size, ts) -> int:
     if not (size > 0.0):
         return 0
     a = side
-    if a == 0:
-        has_bid = sim.nlev[b, 0] > 0
-        has_ask = sim.nlev[b, 1] > 0
-        if has_ask and not better(1, price, sim.px[b, 1, 0]):
+    if a == 0:  # classified against the data's book, which still shows the levels we emptied
+        bid = data_best(sim.cpx, sim.cn, b, 0, best_price(sim.px, sim.nlev, b, 0))
+        ask = data_best(sim.cpx, sim.cn, b, 1, best_price(sim.px, sim.nlev, b, 1))
+        has_bid = bid == bid
+        has_ask = ask == ask
+        if has_ask and not better(1, price, ask):
             a = 1
-        elif has_bid and not better(0, price, sim.px[b, 0, 0]):
+        elif has_bid and not better(0, price, bid):
             a = -1
         elif has_bid and has_ask:
-            a = 1 if price >= 0.5 * (sim.px[b, 0, 0] + sim.px[b, 1, 0]) else -1
+            a = 1 if price >= 0.5 * (bid + ask) else -1
         else:
             return 0
     hs = 1 if a > 0 else 0  # the book side the aggressor hits
@@ -625,14 +673,19 @@ def venue_on_event(sim, events, i) -> int:
         clear_book(sim.nlev, b)
         clear_consumed(sim.cn, b)
         sim.resync_ts[b] = ts
+    stated = max(ev.size, 0.0)
     if kind == KIND_QUOTE:
-        drop_better_than(sim.cpx, sim.cq, sim.cn, b, s, ev.price)
+        drop_better_than(sim.cpx, sim.cq, sim.cn, b, s, ev.price, False)
+    if stated > 0.0:
+        drop_better_than(sim.cpx, sim.cq, sim.cn, b, 1 - s, ev.price, True)
     # the venue shows what the data says minus what we already took there (backtest.consumed)
-    size = effective_size(sim.cpx, sim.cq, sim.cn, b, s, ev.price, max(ev.size, 0.0))
+    size = effective_size(sim.cpx, sim.cq, sim.cn, b, s, ev.price, stated)
     if kind == KIND_QUOTE:
         prev = apply_quote(sim.px, sim.qty, sim.nlev, sim.dropped, b, s, ev.price, size)
     else:
         prev = set_level(sim.px, sim.qty, sim.nlev, sim.dropped, b, s, ev.price, size)
+    if stated > 0.0 and size == 0.0:
+        uncross(sim.px, sim.qty, sim.nlev, b, 1 - s, ev.price)  # the data's book is uncrossed all the same
     queue_on = sim.resync_ts[b] == NO_RESYNC
     n = _on_level(sim, b, v, s, ev.price, prev, size, ts, kind == KIND_QUOTE, queue_on)
     if not queue_on and (flags & F_BATCH_END):
@@ -647,7 +700,7 @@ def venue_set_status(sim, v, status, t) -> int:
     A default is final: it cancels every live order at the venue (resting or in flight), each
     reported to us as DONE / CANCELLED / REASON_DEFAULTED at ``t`` (after any report already in
     flight), and later calls change nothing. Returns the number of orders lost, or
-    NEED_REPORT_ROOM with nothing changed.
+    NEED_REPORT_ROOM / NEED_FILL_ROOM (the order log) with nothing changed.
     """
     if sim.status[v] == VENUE_DEFAULTED:
         return 0
@@ -660,10 +713,12 @@ def venue_set_status(sim, v, status, t) -> int:
             lost += 1
     if room(sim.pq_i, sim.pq_n, sim.dims[0]) < lost:
         return NEED_REPORT_ROOM
+    if sim.olog.shape[0] - sim.olog_n[0] < lost:
+        return NEED_FILL_ROOM
     sim.status[v] = VENUE_DEFAULTED
     t_r = max(t, sim.last_report[v])
     sim.last_report[v] = t_r
     for slot in range(sim.orders.shape[0]):
         if sim.orders[slot].venue == v and is_live(sim.orders[slot].state):
-            _finish(sim, slot, CANCELLED, REASON_DEFAULTED, t_r)
+            _finish(sim, slot, CANCELLED, REASON_DEFAULTED, t, t_r)
     return lost

@@ -25,16 +25,15 @@ from backtest import engine as E
 from backtest.book import new_book
 from backtest.matching import FILL_DTYPE, VENUE_DEFAULTED, venues_keep_from, venues_rebase
 from backtest.metrics import MARKOUT_HORIZONS_S, summarize
-from backtest.orders import TAG_NAMES
-from backtest.simvenue import flush_fills, grow_queues, sim_from_config
-from data.reader import read_merged
+from backtest.orders import REASON_NAMES, STATE_NAMES, TAG_NAMES
+from backtest.simvenue import flush_fills, flush_orders, grow_queues, sim_from_config
+from data.reader import clock_offsets, feed_latency_max, read_merged, store_extent
 from data.schema import EVENT_DTYPE
-from data.store import list_partitions, read_partition
+from data.store import list_partitions
 from stockbridge.config import StockbridgeConfig
 from stockbridge.core.context import MAX_LEVELS, MAX_VENUES, new_context, new_quotes, new_takes
 from stockbridge.core.fair_value import new_fair_state
 from stockbridge.core.volatility import new_vol_state
-from stockbridge.errors import DataError
 from stockbridge.instruments import to_ns
 from stockbridge.tables import MarketTables, build_tables, fill_static_context
 
@@ -46,29 +45,23 @@ WALL_CLOCK_FIELDS = ("wall_seconds", "events_per_second", "compile_seconds")
 Progress = Callable[[int, int], None]  # (events done, last local_ts)
 
 
-def data_extent(root: Path, venue_ids: dict[str, int]) -> tuple[int, int, int]:
-    """(first local_ts, last local_ts, rows) over the store's partitions of configured venues."""
-    parts = [p for p in list_partitions(root) if p[0] in venue_ids]
-    if not parts:
-        raise DataError(str(root), None, None, "no data for the configured venues (run `stockbridge data synth` or `data convert`)")
-    frames = pl.concat([
-        pl.scan_parquet(str(Path(root) / f"venue={v}" / f"instrument={i}" / f"date={d}" / "*.parquet"))
-        .select(pl.col("local_ts").min().alias("lo"), pl.col("local_ts").max().alias("hi"), pl.len().alias("n"))
-        for v, i, d in parts
-    ]).collect()
-    return int(frames["lo"].min()), int(frames["hi"].max()), int(frames["n"].sum())
+def check_data(cfg: StockbridgeConfig, data_dir: Path) -> None:
+    """Everything the replay needs of the store, checked before it starts: the book checks of
+    data.validate (crossed books, bad values) and the store checks of data.store_check (NaN/inf,
+    time order, duplicated rows, negative feed latency after the venues' clock offsets). Raises the
+    first problem as a one-line DataError naming the file, row and field."""
+    from data.store_check import check_store
+    from data.validate import validate_store
+
+    check_store(data_dir, cfg).raise_first()
+    validate_store(data_dir, cfg.venue_ids(), cfg.instrument_ids())
 
 
-def feed_latencies(root: Path, venue_ids: dict[str, int]) -> np.ndarray:
-    """Per venue id, the largest ``local_ts - exch_ts`` (ns) over its rows in the store (0 without rows)."""
-    out = np.zeros(len(venue_ids), dtype=np.int64)
-    for v, i, d in list_partitions(root):
-        if v not in venue_ids:
-            continue
-        path = str(Path(root) / f"venue={v}" / f"instrument={i}" / f"date={d}" / "*.parquet")
-        worst = pl.scan_parquet(path).select((pl.col("local_ts") - pl.col("exch_ts")).max()).collect().item()
-        if worst is not None:
-            out[venue_ids[v]] = max(out[venue_ids[v]], int(worst))
+def feed_latencies(root: Path, cfg: StockbridgeConfig) -> np.ndarray:
+    """Per venue id, the largest feed latency of its rows in the store (ns, data.reader.feed_latency_max; 0 without rows)."""
+    out = np.zeros(len(cfg.venues), dtype=np.int64)
+    for name, worst in feed_latency_max(root, cfg).items():
+        out[cfg.venue_ids()[name]] = max(worst, 0)
     return out
 
 
@@ -182,7 +175,7 @@ class Replay:
         simulated venues must look ahead in the stream (:func:`backtest.matching.venue_advance`);
         by default read from the store."""
         if feed_latency_max is None:
-            feed_latency_max = feed_latencies(data_dir, cfg.venue_ids())
+            feed_latency_max = feed_latencies(data_dir, cfg)
         self.cfg = cfg
         self.data_dir = data_dir
         self.start_ns, self.end_ns = start_ns, end_ns
@@ -201,6 +194,8 @@ class Replay:
         self.track_path = Path(self._track_dir.name) / "fair_track.parquet"
         self._track_writer: pq.ParquetWriter | None = None
         self.track_thin: list[np.ndarray] = []
+        self.orders_path = Path(self._track_dir.name) / "orders.parquet"
+        self._orders_writer: pq.ParquetWriter | None = None
         self._held = np.zeros(0, dtype=EVENT_DTYPE)  # rows the replay still needs when the next chunk comes
         self._resume = 0  # where in ``_held`` the local replay goes on
 
@@ -216,6 +211,30 @@ class Replay:
             self.marks.append(s.fill_mark[:n].copy())
             self.fills.append(flush_fills(self.sim))
         s.iv[E.I_FILLS_SEEN] = 0
+        if self.sim.olog_n[0]:
+            self._write_orders(flush_orders(self.sim))
+
+    def _write_orders(self, rows: np.ndarray) -> None:
+        """Order-log rows go to a Parquet file as they come (there are many more orders than fills)."""
+        t = self.tables
+        table = pa.table({
+            "order_id": rows["order_id"], "submit_ts": rows["ts_submit"], "arrival_ts": rows["arrival_ts"],
+            "final_ts": rows["final_ts"], "done_ts": rows["done_ts"],
+            "venue": np.array(t.venue_names, dtype=object)[rows["venue"].astype(np.int64)].astype(str),
+            "instrument": np.array(t.instrument_names, dtype=object)[rows["instrument"].astype(np.int64)].astype(str),
+            "side": rows["side"], "price": rows["price"], "qty": rows["qty"], "filled": rows["filled"],
+            "tif": np.array(("gtc", "ioc"))[rows["tif"].astype(np.int64)], "post_only": rows["post_only"].astype(bool),
+            "tag": np.array(TAG_NAMES)[rows["tag"].astype(np.int64)],
+            "state": np.array(STATE_NAMES)[rows["state"].astype(np.int64)],
+            "reason": np.array(REASON_NAMES)[rows["reason"].astype(np.int64)],
+        })
+        if self._orders_writer is None:
+            self._orders_writer = pq.ParquetWriter(self.orders_path, table.schema, compression="zstd")
+        self._orders_writer.write_table(table)
+
+    def orders_frame(self) -> pl.DataFrame:
+        """Every order that reached a final state (after :meth:`finish`): orders.parquet."""
+        return pl.read_parquet(self.orders_path)
 
     def _flush_series(self) -> None:
         s = self.state
@@ -240,6 +259,9 @@ class Replay:
         if self._track_writer is None:
             self._write_track(np.zeros((0, 3)))
         self._track_writer.close()
+        if self._orders_writer is None:
+            self._write_orders(self.sim.olog[:0])
+        self._orders_writer.close()
 
     def _size_series(self, last_ts: int) -> None:
         """Make the sample buffers big enough for every row up to ``last_ts``."""
@@ -437,17 +459,15 @@ def run_backtest(
 ) -> tuple[dict[str, Any], Replay]:
     """Replay the store at ``data_dir``; write outputs to ``out_dir`` (if given); return (summary, replay).
 
-    The store is validated first (data.validate.validate_store: a DataError names the file, row and
-    field of the first problem), so nothing the validator refuses - a NaN price, a crossed book,
-    time going backwards - reaches the simulated venues. ``validate=False`` only for a store the
+    The store is checked first (:func:`check_data`: a DataError names the file, row and field of the
+    first problem), so nothing the checks refuse - a NaN price, a crossed book, time going
+    backwards, a clock running behind the venue's - reaches the simulated venues. ``validate=False`` only for a store the
     caller has just validated itself."""
     data_dir = Path(data_dir)
     venue_ids, inst_ids = cfg.venue_ids(), cfg.instrument_ids()
     if validate:
-        from data.validate import validate_store
-
-        validate_store(data_dir, venue_ids, inst_ids)
-    lo, hi, _ = data_extent(data_dir, venue_ids)
+        check_data(cfg, data_dir)
+    lo, hi, _ = store_extent(data_dir, cfg)
     start = to_ns(cfg.backtest.start) if cfg.backtest.start else lo
     end = to_ns(cfg.backtest.end) if cfg.backtest.end else hi + 1
     replay = Replay(cfg, data_dir, start, end, kernel, params)
@@ -455,7 +475,8 @@ def run_backtest(
     replay.compile()
     t0 = time.perf_counter()
     done = 0
-    for chunk in prefetched(read_merged(data_dir, venue_ids, inst_ids, start, end, chunk_size=chunk_size)):
+    for chunk in prefetched(read_merged(data_dir, venue_ids, inst_ids, start, end, chunk_size=chunk_size,
+                                              clock_offset_ms=clock_offsets(cfg))):
         replay.feed(chunk)
         done += len(chunk)
         if progress:
@@ -486,6 +507,7 @@ def write_outputs(out: Path, summary: dict, replay: Replay, fills: pl.DataFrame,
     fills.write_parquet(out / "fills.parquet")
     series.write_parquet(out / "timeseries.parquet")
     shutil.copyfile(replay.track_path, out / "fair_track.parquet")
+    shutil.copyfile(replay.orders_path, out / "orders.parquet")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n")
     write_report(out / "report.html", summary, fills, series, replay.thin_track_frame(), name)
 

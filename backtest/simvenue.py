@@ -11,6 +11,7 @@ Fields (``V`` venues, ``I`` instruments, ``B = V * I`` books):
 - orders (backtest.orders): ``orders`` ORDER_DTYPE[capacity], ``free``, ``rest`` int64[capacity],
   ``oc`` int64[3], ``scratch`` int64[capacity] (work space of the matching);
 - fills: ``fills`` FILL_DTYPE[fill_capacity], ``fill_n`` int64[1] (rows used);
+- order log: ``olog`` ORDER_LOG_DTYPE[queue_capacity] (one row per order when it became final), ``olog_n`` int64[1];
 - messages in flight (backtest.pending): ``pq_i``, ``pq_f``, ``pq_n``; queue ``v`` = our actions
   to venue ``v``, queue ``V`` = reports to us;
 - latency (backtest.latency): ``lat`` float64[V, 4], ``last_arrive``, ``last_report`` int64[V],
@@ -34,7 +35,7 @@ from backtest.book import new_book
 from backtest.consumed import new_consumed
 from backtest.fees import fee_table
 from backtest.latency import latency_table
-from backtest.matching import FILL_DTYPE, NO_RESYNC, QUEUE_CONSERVATIVE, QUEUE_PROBABILISTIC
+from backtest.matching import FILL_DTYPE, NO_RESYNC, ORDER_LOG_DTYPE, QUEUE_CONSERVATIVE, QUEUE_PROBABILISTIC
 from backtest.orders import new_orders
 from backtest.pending import grow_pending, new_pending
 from backtest.rng import new_rng
@@ -44,7 +45,7 @@ SimVenues = namedtuple(
     [
         "px", "qty", "nlev", "dropped", "resync_ts",
         "orders", "free", "rest", "oc", "scratch",
-        "fills", "fill_n",
+        "fills", "fill_n", "olog", "olog_n",
         "pq_i", "pq_f", "pq_n",
         "lat", "last_arrive", "last_report", "rng",
         "fees", "status",
@@ -102,6 +103,7 @@ def new_sim(
         orders=orders, free=free, rest=rest, oc=oc,
         scratch=np.zeros(order_capacity, dtype=np.int64),
         fills=np.zeros(fill_capacity, dtype=FILL_DTYPE), fill_n=np.zeros(1, dtype=np.int64),
+        olog=np.zeros(queue_capacity, dtype=ORDER_LOG_DTYPE), olog_n=np.zeros(1, dtype=np.int64),
         pq_i=pq_i, pq_f=pq_f, pq_n=pq_n,
         lat=lat, last_arrive=np.zeros(n_venues, dtype=np.int64),
         last_report=np.zeros(n_venues, dtype=np.int64), rng=new_rng(seed),
@@ -134,6 +136,14 @@ def flush_fills(sim: SimVenues) -> np.ndarray:
     n = int(sim.fill_n[0])
     out = sim.fills[:n].copy()
     sim.fill_n[0] = 0
+    return out
+
+
+def flush_orders(sim: SimVenues) -> np.ndarray:
+    """Copy out the order-log rows recorded so far and empty the log (with :func:`flush_fills`)."""
+    n = int(sim.olog_n[0])
+    out = sim.olog[:n].copy()
+    sim.olog_n[0] = 0
     return out
 
 

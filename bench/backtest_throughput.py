@@ -40,19 +40,19 @@ def bench_config(days: int, cadence_ms: float):
 def child(data_dir: str, days: int, cadence_ms: float) -> None:
     """Replay once and print a JSON line: events, wall seconds, events/s, decisions, peak RSS (MB)."""
     from backtest import engine as E
-    from backtest.runner import Replay, data_extent, prefetched
-    from data.reader import read_merged
+    from backtest.runner import Replay, prefetched
+    from data.reader import clock_offsets, read_merged, store_extent
     from strategies import registry
 
     cfg = bench_config(days, cadence_ms)
     spec, params = registry.from_config(cfg, str(CONFIG))
-    lo, hi, _ = data_extent(Path(data_dir), cfg.venue_ids())
+    lo, hi, _ = store_extent(Path(data_dir), cfg)
     # warm-up on a throwaway replay: loads (or compiles) the cached machine code
     warm = Replay(cfg, Path(data_dir), lo, hi + 1, spec.kernel, params.to_array())
-    warm.feed(next(read_merged(data_dir, cfg.venue_ids(), cfg.instrument_ids(), lo, hi + 1))[:10_000].copy())
+    warm.feed(next(read_merged(data_dir, cfg.venue_ids(), cfg.instrument_ids(), lo, hi + 1, clock_offset_ms=clock_offsets(cfg)))[:10_000].copy())
     replay = Replay(cfg, Path(data_dir), lo, hi + 1, spec.kernel, params.to_array())
     t0 = time.perf_counter()  # from here on, reading the store counts
-    for chunk in prefetched(read_merged(data_dir, cfg.venue_ids(), cfg.instrument_ids(), lo, hi + 1)):
+    for chunk in prefetched(read_merged(data_dir, cfg.venue_ids(), cfg.instrument_ids(), lo, hi + 1, clock_offset_ms=clock_offsets(cfg))):
         replay.feed(chunk)
     replay.finish()
     wall = time.perf_counter() - t0

@@ -63,6 +63,26 @@ def store_extent(root: str | Path, cfg) -> tuple[int, int, int]:
     return int(frames["lo"].min()), int(frames["hi"].max()), int(frames["n"].sum())
 
 
+def feed_latency_max(root: str | Path, cfg) -> dict[str, int]:
+    """{venue: the largest ``local_ts + clock offset - exch_ts`` of its rows (ns)}, over the config's
+    venues that have rows: how far a simulated venue must look ahead in the local-time stream to see
+    everything that happened there before a given venue time."""
+    offsets = {v: _offset_ns(ms) for v, ms in clock_offsets(cfg).items()}
+    out: dict[str, int] = {}
+    for v, i, d in require_store(root):
+        if v not in offsets:
+            continue
+        try:
+            worst = (pl.scan_parquet([str(f) for f in part_files(partition_dir(root, v, i, d))])
+                     .select((pl.col("local_ts") - pl.col("exch_ts")).max()).collect().item())
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError):
+            raise_unreadable(root)
+            raise
+        if worst is not None:
+            out[v] = max(out.get(v, int(worst) + offsets[v]), int(worst) + offsets[v])
+    return out
+
+
 def _offset_ns(ms: float) -> int:
     return int(round(ms * 1_000_000))
 

@@ -50,7 +50,7 @@ from backtest.orders import (
 )
 from backtest.pending import AUX, FEE, NEVER, OID, PRICE, QTY, REP_ACK, REP_CANCEL_REJECT, REP_DONE, REP_FILL, SLOT, T
 from backtest.rng import RNG_QUEUE, new_rng, uniform
-from backtest.simvenue import flush_fills, grow_queues, new_sim
+from backtest.simvenue import flush_fills, flush_orders, grow_queues, new_sim
 from data.schema import F_BATCH_END, F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE, empty
 
 MS = 1_000_000
@@ -75,10 +75,12 @@ class Venue:
     def __init__(self, sim):
         self.sim = sim
         self.reports = []
+        self.order_log = []
         self._i = np.zeros(6, dtype=np.int64)
         self._f = np.zeros(3, dtype=np.float64)
 
     def receive(self, until):
+        self.order_log.append(flush_orders(self.sim))  # as the runner does: the log never fills up
         while next_report_time(self.sim) <= until:
             kind = take_report(self.sim, self._i, self._f)
             i, f = self._i, self._f

@@ -120,10 +120,11 @@ def test_a_batch_of_takes_is_sent_whole_or_not_at_all(tmp_path):
 
 
 def test_a_cancel_refused_during_a_halt_is_sent_again_and_the_order_counts_meanwhile(tmp_path):
-    # Our bid 99.95 x 5 rests at alpha from T0+10 ms. alpha halts from T0+100 ms to T0+600 ms. The
-    # quote is withdrawn at T0+200 ms: the cancel reaches alpha at T0+210 ms during the halt and is
-    # refused (we learn it at T0+220 ms). The order is still ours: it is cancelled again 1 s after
-    # the refusal (reaches alpha at T0+1230 ms), so the sell printed at T0+1500 ms does not fill it.
+    # Our bid 99.95 x 5 rests at alpha from T0+10 ms. alpha halts from T0+100 ms to T0+600 ms: it is
+    # not tradable, so the quote is withdrawn at T0+100 ms; the cancel reaches alpha at T0+110 ms
+    # during the halt and is refused (we learn it at T0+120 ms). The order is still ours: it is
+    # cancelled again 1 s after the refusal (reaches alpha at T0+1130 ms), so the sell printed at
+    # T0+1500 ms does not fill it.
     rows = (broker(T0) + quote(ALPHA, T0 + 1 * MS, 99.90, 5.0, 100.10, 5.0)
             + heartbeat(T0 + 10 * MS, T0 + 2000 * MS, 10 * MS)
             + trade(ALPHA, T0 + 1500 * MS, -1, 99.95, 5.0))
@@ -135,6 +136,10 @@ def test_a_cancel_refused_during_a_halt_is_sent_again_and_the_order_counts_meanw
     assert replay.fills_frame().height == 0
     from backtest.engine import I_CANCEL_RETRIES
     assert replay.state.iv[I_CANCEL_RETRIES] == 1
+    [o] = replay.orders_frame().to_dicts()  # orders.parquet: the order's whole life at the venue
+    assert (o["state"], o["reason"], o["filled"]) == ("cancelled", "user", 0.0)
+    assert (o["submit_ts"], o["arrival_ts"]) == (T0, T0 + 10 * MS)
+    assert (o["final_ts"], o["done_ts"]) == (T0 + 1130 * MS, T0 + 1140 * MS)
 
 
 def test_an_order_being_cancelled_counts_against_the_position_limit():
@@ -262,3 +267,28 @@ def test_glft_uses_the_variance_per_wall_clock_second_of_the_session():
         half = c1 + 0.5 * 0.5 * math.sqrt(var_rate) * c2
         assert abs(quotes[0, 0, 0, 0] - (100.0 - half)) < 1e-9
         assert abs(quotes[0, 1, 0, 0] - (100.0 + half)) < 1e-9
+
+
+# -- 5 and 10. impossible data never reaches the matcher, on every entry point ---------------------------
+
+
+def test_run_backtest_itself_refuses_a_nan_price_and_a_clock_behind_the_venue(tmp_path):
+    import pytest
+
+    from stockbridge.errors import DataError
+
+    cfg = make_config(tmp_path / "c.toml")
+    params = script((T0 - NS, T0 + 10 * NS, ALPHA, 1, 99.95, 5.0, QUOTE))
+    good = broker(T0) + quote(ALPHA, T0 + 1 * MS, 99.90, 5.0, 100.10, 5.0)
+    nan_trade = good + trade(ALPHA, T0 + 100 * MS, -1, float("nan"), 5.0)
+    with pytest.raises(DataError, match="price"):
+        run(cfg, write_store(tmp_path / "nan", nan_trade), params)
+    # alpha's capture clock runs 1.27 s behind the venue: every alpha row arrives "before" it happened
+    skewed = broker(T0) + [ev(KIND_DEPTH, ALPHA, 1, 99.90, 5.0, T0 + k * MS, exch=T0 + k * MS + 1270 * MS, flags=F_BATCH_END)
+                           for k in range(1, 20)]
+    store = write_store(tmp_path / "skew", sorted(skewed, key=lambda r: r[6]))
+    with pytest.raises(DataError, match="latency"):
+        run(cfg, store, params)
+    fixed = make_config(tmp_path / "c.toml", venues={"alpha": {"clock_offset_ms": 1275.0}})
+    summary, _ = run(fixed, store, params)
+    assert summary["events"] == 21

@@ -31,7 +31,7 @@ def backtest(
     crosscheck: bool = typer.Option(True, "--crosscheck/--no-crosscheck", help="re-do the accounting in backtrader and compare"),
     chunk_size: int = typer.Option(1_000_000, "--chunk-size", min=1, help="events per replay chunk (bounds memory)"),
 ) -> None:
-    """Backtest CONFIG's strategy on tick data; writes fills.parquet, timeseries.parquet, summary.json, report.html."""
+    """Backtest CONFIG's strategy on tick data; writes fills.parquet, orders.parquet, timeseries.parquet, summary.json, report.html."""
     from strategies import registry
 
     cfg = load_config(config)
@@ -47,13 +47,13 @@ def backtest(
     if engine == "backtrader":
         _run_bars(cfg, config, data_dir, out, spec, params, console)
         return
-    from backtest.runner import data_extent, run_backtest
-    from data.validate import validate_store
+    from backtest.runner import check_data, run_backtest
+    from data.reader import store_extent
 
     if validate:
         with console.status("validating the data store"):
-            validate_store(data_dir, cfg.venue_ids(), cfg.instrument_ids())
-    lo, hi, rows = data_extent(data_dir, cfg.venue_ids())
+            check_data(cfg, data_dir)
+    lo, hi, rows = store_extent(data_dir, cfg)
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
                   TextColumn("{task.fields[sim]}"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                   console=console) as bar:
@@ -69,7 +69,7 @@ def backtest(
     print_summary(summary, console)
     for line in summary.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {escape(line)}")
-    console.print(f"outputs in {out}/: fills.parquet timeseries.parquet fair_track.parquet summary.json report.html")
+    console.print(f"outputs in {out}/: fills.parquet orders.parquet timeseries.parquet fair_track.parquet summary.json report.html")
 
 
 def _synthesize_if_empty(cfg, data_dir: Path, console: Console) -> None:
