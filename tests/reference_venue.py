@@ -19,20 +19,23 @@ The venue book (per venue, instrument and side) is two dicts keyed by price:
   it, or the level crossing one of our resting orders and filling it). It is reduced by the volume of
   every data trade printed at or through ``p`` on that side (that shows at the level's next row),
   dropped when the data removes the level (a depth row of size 0; an L1 quote drops it for every
-  level better than its price) and cleared by a snapshot (``F_CLEAR``).
+  level better than its price; an opposite level at or through it) and cleared by a snapshot
+  (``F_CLEAR``).
 
 Data rows:
 
-- depth / snapshot level: sets ``size[p]`` as above; a level of size > 0 removes opposite levels
-  at or through ``p`` from the venue book (the book is kept uncrossed; their ``consumed`` stays);
+- depth / snapshot level: sets ``size[p]`` as above; a row of size > 0 (even one our takes leave at
+  0) removes opposite levels at or through ``p`` (the data's book is uncrossed) and drops their
+  ``consumed``;
 - L1 quote: ``p`` becomes the side's only level. Levels better than ``p`` are gone (their
   ``consumed`` dropped, our queue there reset to 0); worse levels just leave the displayed book
   (their ``consumed`` is kept: an L1 feed does not say they went);
 - ``F_CLEAR``: both sides of the book and their ``consumed`` are cleared before the row applies;
   queue estimates of the book are clipped to the rebuilt sizes at the snapshot's last row
   (``F_BATCH_END``, or the book's next row with another exchange time);
-- trade (aggressor +1 buy / -1 sell; 0 = inferred from the venue book: at or through the best
-  ask -> buy, at or through the best bid -> sell, else by the mid, no book -> ignored).
+- trade (aggressor +1 buy / -1 sell; 0 = inferred from the data's book, which still shows the
+  levels we emptied: at or through the best ask -> buy, at or through the best bid -> sell, else by
+  the mid, no book -> ignored).
 
 Our orders (conservative queue model):
 
@@ -72,13 +75,6 @@ EPS = 1e-9  # tokens: a remainder below this is nothing
 
 GTC = 0
 IOC = 1
-
-# Where the engine's reading of the rules and ours differ (tests/test_matching_reference_cases.py,
-# the strict xfails), the reference follows the engine unless PROPOSED is set: then a level row of
-# stated size > 0 uncrosses the other side even when what we took leaves it at 0, the levels it
-# uncrosses forget what we took there, and a trade with no side is classified against the data's own
-# book rather than the venue's (from which our takes are gone).
-PROPOSED = False
 
 OK = 0         # venue status codes, as backtest.matching's VENUE_*
 HALTED = 1
@@ -156,7 +152,7 @@ def at_or_through(side_ix: int, level: float, price: float) -> bool:
 class Book:
     size: list = field(default_factory=lambda: [{}, {}])
     consumed: list = field(default_factory=lambda: [{}, {}])
-    stated: list = field(default_factory=lambda: [{}, {}])  # the data's own book (PROPOSED only)
+    stated: list = field(default_factory=lambda: [{}, {}])  # the data's own book (row sizes, uncrossed)
     resync_ts: int | None = None  # a snapshot is being rebuilt (its exch_ts)
 
     def at(self, s: int, p: float) -> float:
@@ -390,14 +386,13 @@ class VenueRun:
             book.size[s][price] = new
         else:
             book.size[s].pop(price, None)
-        if new > 0.0 or (PROPOSED and size > 0.0):  # the book is kept uncrossed
+        if size > 0.0:  # the data's book is uncrossed, whatever we took at this level
             for q in list(book.size[o_side]):
                 if at_or_through(o_side, q, price):
                     del book.size[o_side][q]
-            if PROPOSED:  # the data removed those levels: what we took there is forgotten
-                for q in list(book.consumed[o_side]):
-                    if at_or_through(o_side, q, price):
-                        del book.consumed[o_side][q]
+            for q in list(book.consumed[o_side]):  # the data removed those levels: forget what we took
+                if at_or_through(o_side, q, price):
+                    del book.consumed[o_side][q]
         if size > 0.0:
             book.stated[s][price] = size
             for q in list(book.stated[o_side]):
@@ -436,12 +431,9 @@ class VenueRun:
         book = self.books[ins]
         a = aggressor
         if a == 0:
-            # against the venue book, after our takes, as the engine does; PROPOSED: the data's book
-            if PROPOSED:
-                bids = sorted(book.stated[0].items(), key=lambda x: -x[0])
-                asks = sorted(book.stated[1].items())
-            else:
-                bids, asks = book.levels(0), book.levels(1)
+            # against the data's book: the venue's has lost the levels we emptied
+            bids = sorted(book.stated[0].items(), key=lambda x: -x[0])
+            asks = sorted(book.stated[1].items())
             if asks and price >= asks[0][0]:
                 a = 1
             elif bids and price <= bids[0][0]:

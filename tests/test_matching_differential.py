@@ -14,9 +14,8 @@ venue-side logic lives only in the engine and in the reference. Each scenario ru
 engine: the whole event array at once, and in chunks as the runner feeds it (lookahead by feed
 latency, NEED_MORE_DATA, rebase). The reference's own fills also pass tests/fill_invariants.py.
 
-Where the engine's reading of the rules differs from the one argued for in
-tests/test_matching_reference_cases.py, the reference follows the engine (``reference_venue.PROPOSED``
-switches). Examples per run come from the hypothesis profile (tests/conftest.py): ``ci`` (2000) by
+The minimal cases this test found, with what the engine did, are in
+tests/test_matching_reference_cases.py. Examples per run come from the hypothesis profile (tests/conftest.py): ``ci`` (2000) by
 default, ``--hypothesis-profile nightly`` (50000) for a long run, ``dev`` (100) for a quick one.
 """
 

@@ -6,7 +6,6 @@ drop the marker); a fixed one stays as a regression test."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from reference_venue import MS, event_rows
 
 from backtest.fees import fee_table
@@ -54,10 +53,9 @@ def test_trade_during_halt_still_refreshes_consumed_liquidity():
     assert np.all(fills["ts_arrival"] <= fills["ts_venue"])
 
 
-@pytest.mark.xfail(strict=True, reason="a trade without aggressor side is classified against the venue book after our "
-                                       "takes (matching._on_trade), so the print at the ask level we emptied is dropped "
-                                       "instead of refreshing consumed[] there")
 def test_unsided_trade_at_the_level_we_took_refreshes_it():
+    """Found failing (the print was classified against the venue book after our takes, and dropped);
+    fixed on main."""
     # bid 99 x 1, ask 100 x 3; we take the 3 at 1 ms (the venue's ask side is now empty); the data
     # prints a trade of 3 at 100 with no side at 2 ms: by the data's book (ask 100) a buy, so
     # consumed[100] -= 3 (rule 2); the data restates ask 100 x 3 at 3 ms: new lots for our take at 4 ms
@@ -73,14 +71,12 @@ def test_unsided_trade_at_the_level_we_took_refreshes_it():
     venues_advance(sim, ev, at(100))
     fills = sim.fills[: sim.fill_n[0]]
     got = [(int(f["order_id"]), (int(f["ts_venue"]) - T0) / MS, float(f["qty"])) for f in fills]
-    assert got == [(1, 1.0, 3.0), (2, 4.0, 3.0)]  # the engine gives [(1, 1.0, 3.0)]
+    assert got == [(1, 1.0, 3.0), (2, 4.0, 3.0)]
 
 
-@pytest.mark.xfail(strict=True, reason="a level the data book uncrosses away keeps its consumed[] amount "
-                                       "(backtest.consumed drops it only for size-0 rows, L1 quotes and snapshots), and "
-                                       "a restated level whose effective size is 0 does not uncross the other side "
-                                       "(book.set_level gets the effective size): a stale ask survives and fills us")
 def test_level_restated_over_a_stale_opposite_level_removes_it():
+    """Found failing (the uncrossed level kept what we took, and a restated level at effective 0 did
+    not uncross: the stale ask filled us); fixed on main."""
     # bid 99 x 1; we sell 1 into it at 1 ms (consumed[bid 99] = 1); an ask at 98.5 appears at 2 ms: the
     # data book drops the bid 99 (uncrossed); at 3 ms the data shows bid 99 x 1 again: new lots, and the
     # ask at 98.5 is now stale (the book is uncrossed: backtest.book); our buy at 4 ms finds no ask
@@ -95,4 +91,4 @@ def test_level_restated_over_a_stale_opposite_level_removes_it():
     venues_advance(sim, ev, at(100))
     fills = sim.fills[: sim.fill_n[0]]
     got = [(int(f["order_id"]), (int(f["ts_venue"]) - T0) / MS, float(f["price"]), float(f["qty"])) for f in fills]
-    assert got == [(1, 1.0, 99.0, 1.0)]  # the engine also fills order 2: 1 @ 98.5 from the stale ask
+    assert got == [(1, 1.0, 99.0, 1.0)]
