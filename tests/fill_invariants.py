@@ -25,9 +25,11 @@ Checks (each names itself at the start of its lines):
   twice show;
 - ``halt`` / ``default``: no fill at a venue time inside a halt window ``(venue, start, end)``
   (start inclusive, end exclusive) or at or after a default ``(venue, t)`` of its venue;
-- with an orders frame (``order_id`` and any of ``arrival_ts`` / ``ts_venue``, ``cancel_ts``: venue
-  time the cancel was carried out, null if none, ``state``): ``cancel``, no fill after the cancel
-  was carried out; ``final``, every order ends filled, cancelled or rejected.
+- with an orders frame (``order_id`` and any of ``arrival_ts`` / ``ts_venue``; ``cancel_ts``: venue
+  time the cancel was carried out, null if none; ``final_ts``, ``state``, ``reason`` as in
+  ``orders.parquet``, where a ``cancelled`` / ``user`` order's ``final_ts`` is its cancel):
+  ``cancel``, no fill after the cancel was carried out; ``final``, no fill after the order ended at
+  the venue, and every order ends filled, cancelled or rejected.
 
 Units: times int64 ns (venue clock for ``ts``, ``arrival_ts`` and scenario windows); sizes tokens.
 """
@@ -239,9 +241,15 @@ def check_fills(events, fills: pl.DataFrame, orders: pl.DataFrame | None = None,
                 out.append(f"arrival: fill {k} says order {f['oid'][k]} arrived at {f['arrival'][k]}, "
                            f"the orders frame says {r[arr_col]}")
             c = r.get("cancel_ts")
+            if c is None and r.get("state") == "cancelled" and r.get("reason") == "user":
+                c = r.get("final_ts")  # orders.parquet: the venue time our cancel was carried out
             if c is not None and f["ts"][k] > int(c):
                 out.append(f"cancel: fill {k} of order {f['oid'][k]} at venue time {f['ts'][k]} is after its "
                            f"cancel was carried out at {c}")
+            e = r.get("final_ts")
+            if e is not None and f["ts"][k] > int(e):
+                out.append(f"final: fill {k} of order {f['oid'][k]} at venue time {f['ts'][k]} is after the order "
+                           f"ended at the venue at {e}")
         if "state" in orders.columns:
             for r in orders.iter_rows(named=True):
                 if r["state"] not in FINAL_STATES:

@@ -143,3 +143,15 @@ def test_prices_within_float_noise_are_the_same_level():
     assert check_fills(ev, fills((1, SELL, 2, 1, limit, 3.0, "maker"))) == []
     assert check_fills(ev, fills((2, SELL, 4, 4, limit, 2.0, "taker"))) == []
     assert kinds(check_fills(ev, fills((1, SELL, 2, 1, limit, 4.0, "maker")))) == ["liquidity"]
+
+
+def test_orders_parquet_columns():
+    ev = event_rows([row(k, KIND_TRADE, SELL, 100.0, 5.0) for k in range(10)])
+    log = fills((1, BUY, 2, 1, 100.0, 1.0, "maker"), (2, BUY, 5, 1, 100.0, 1.0, "maker"))
+    orders = pl.DataFrame({"order_id": [1, 2], "arrival_ts": [at(1), at(1)], "final_ts": [at(2), at(5)],
+                           "state": ["filled", "cancelled"], "reason": ["", "user"]})
+    assert check_fills(ev, log, orders) == []
+    early = orders.with_columns(pl.Series("final_ts", [at(2), at(4)]))
+    assert kinds(check_fills(ev, log, early)) == ["cancel", "final"]
+    ended = orders.with_columns(pl.Series("final_ts", [at(1), at(5)]))
+    assert kinds(check_fills(ev, log, ended)) == ["final"]
