@@ -5,9 +5,13 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-# numba compiles on first call: a hypothesis deadline would fail whichever example happens to compile
-settings.register_profile("stockbridge", deadline=None)
-settings.load_profile("stockbridge")
+# numba compiles on first call: a hypothesis deadline would fail whichever example happens to compile.
+# Tests that set their own max_examples keep it; the others (the reference-matcher differential test)
+# run the profile's count: ``ci`` by default, ``pytest --hypothesis-profile nightly`` for the long run, ``dev`` for a quick one.
+settings.register_profile("ci", deadline=None, max_examples=2000)
+settings.register_profile("nightly", deadline=None, max_examples=50000)
+settings.register_profile("dev", deadline=None, max_examples=100)
+settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "configs" / "demo.toml"
