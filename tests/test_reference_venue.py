@@ -222,3 +222,10 @@ def test_data_book_uncrosses_and_classifies():
     unsided = [depth(0, BID, 99.0, 1.0), depth(0, ASK, 100.0, 3.0), trade(2, 0, 100.0, 3.0), depth(3, ASK, 100.0, 3.0)]
     acts = [Submit(at(1), 0, 0, BUY, 100.0, 3.0, IOC), Submit(at(4), 0, 0, BUY, 100.0, 3.0, IOC)]
     assert summary(ref(order_ms=0.0).run(event_rows(unsided), acts)) == [(1, 1, 100.0, 3.0, 0), (2, 4, 100.0, 3.0, 0)]
+
+
+def test_unsided_trade_sees_a_level_we_emptied_after_a_refresh():
+    rows = [depth(0, ASK, 100.0, 1.0), trade(2, BUY, 100.0, 1.0), trade(4, 0, 100.75, 1.0)]
+    acts = [Submit(at(1), 0, 0, BUY, 100.0, 1.0, IOC), Submit(at(3), 0, 0, SELL, 100.5, 1.0)]
+    fills = ref(order_ms=0.0).run(event_rows(rows), acts)
+    assert summary(fills) == [(1, 1, 100.0, 1.0, 0), (2, 4, 100.5, 1.0, 1)]
