@@ -43,7 +43,7 @@ def new_strategy(
 
 
 def register(app: typer.Typer) -> None:
-    strategies_app = typer.Typer(help="Quoting strategies: list them, scaffold a plugin.", no_args_is_help=True)
+    strategies_app = typer.Typer(help="Quoting strategies: list them, scaffold a plugin.", no_args_is_help=True, rich_markup_mode=None)
     strategies_app.command("list")(list_strategies)
     strategies_app.command("new")(new_strategy)
     app.add_typer(strategies_app, name="strategies")
