@@ -8,6 +8,7 @@ is generated first into ``OUT/data`` (the README's demo).
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stockbridge.commands.preflight import check_backtest_config, fee_warnings
 from stockbridge.config import load_config
 from stockbridge.errors import DataError
 
@@ -31,12 +33,12 @@ def backtest(
     chunk_size: int = typer.Option(1_000_000, "--chunk-size", min=1, help="events per replay chunk (bounds memory)"),
 ) -> None:
     """Backtest CONFIG's strategy on tick data; writes fills.parquet, timeseries.parquet, summary.json, report.html."""
-    from strategies import registry
-
     cfg = load_config(config)
     if seed is not None:
         cfg = cfg.model_copy(update={"backtest": cfg.backtest.model_copy(update={"seed": seed})})
-    spec, params = registry.from_config(cfg, config)
+    spec, params = check_backtest_config(cfg, config)  # the same checks as `config check`
+    for line in fee_warnings(cfg, config):
+        print(f"warning: {line}", file=sys.stderr)
     if engine not in ("tick", "backtrader"):
         raise typer.BadParameter(f"expected 'tick' or 'backtrader', got {engine!r}", param_hint="--engine")
     console = Console(width=max(Console().width, 120))
