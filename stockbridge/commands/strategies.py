@@ -35,9 +35,10 @@ def list_strategies() -> None:
 
 def new_strategy(
     name: str = typer.Argument(..., help="strategy name, a Python identifier (e.g. my_skew)"),
-    dir: Path = typer.Option(Path("."), "--dir", help="directory to create the plugin package in"),
+    dir: Path = typer.Option(None, "--dir", help="the plugin package directory to create (then: pip install -e DIR); "
+                             "default ./stockbridge-strategy-NAME"),
 ) -> None:
-    """Write a plugin package (params model, njit kernel, test, pyproject) for strategy NAME."""
+    """Write a plugin package (params model, njit kernel, test, pyproject) for strategy NAME into DIR."""
     root = new_plugin(name, dir)
     typer.echo(f"created {root}\nnext:\n  pip install -e {root}\n  stockbridge strategies list\n  pytest {root}")
 
