@@ -72,12 +72,28 @@ def backtest(
 
 
 def _synthesize_if_empty(cfg, data_dir: Path, console: Console) -> None:
-    from data.store import list_partitions
-    from data.synth import synthesize
+    """Synthesize the config's market into ``data_dir``, unless it already holds one made from the same
+    parameters (recorded by the generator in ``data_dir/synth-params.json``); regenerate, saying what
+    changed, when they differ."""
+    import shutil
+
+    from data.store import BARS_DIR, list_partitions
+    from data.synth import PARAMS_FILE, generator_params, params_diff, read_params, synthesize
 
     if list_partitions(data_dir):
-        console.print(f"using the synthetic market already in {data_dir}")
-        return
+        recorded, wanted = read_params(data_dir), generator_params(cfg)
+        if recorded == wanted:
+            console.print(f"using the synthetic market already in {data_dir} (same generator parameters)")
+            return
+        if recorded is None:
+            console.print(f"{data_dir} has no record of the parameters it was generated with ({PARAMS_FILE}): regenerating")
+        else:
+            changes = params_diff(recorded, wanted)
+            shown = "; ".join(changes[:4]) + (f"; +{len(changes) - 4} more" if len(changes) > 4 else "")
+            console.print(f"the config's synthetic market differs from the one in {data_dir} ({shown}): regenerating", soft_wrap=True)
+        for old in [*Path(data_dir).glob("venue=*"), Path(data_dir) / BARS_DIR]:
+            if old.is_dir():
+                shutil.rmtree(old)
     with console.status(f"synthesizing {cfg.synth.days} days of the config's market into {data_dir}"):
         s = synthesize(cfg, data_dir)
     console.print(f"synthesized {s['total']:,} events into {data_dir}")
