@@ -28,7 +28,7 @@ def backtest(
     data: Path = typer.Option(None, "--data", help="Parquet event store; default: synthesize the config's market into OUT/data"),
     out: Path = typer.Option(Path("backtest-out"), "--out", help="directory for fills, time series, summary and report"),
     seed: int = typer.Option(None, "--seed", help="seed for latency draws and probabilistic fills (default: backtest.seed)"),
-    engine: str = typer.Option("tick", "--engine", help="'tick' (L2 replay) or 'backtrader' (OHLCV bars from the store's bars table)"),
+    engine: str = typer.Option("tick", "--engine", help="'tick' (L2 replay) or 'backtrader' (OHLCV bars: the store's bars table, else one-minute bars derived from the ticks)"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="check the whole store before replaying"),
     crosscheck: bool = typer.Option(True, "--crosscheck/--no-crosscheck", help="re-do the accounting in backtrader and compare"),
     chunk_size: int = typer.Option(1_000_000, "--chunk-size", min=1, help="events per replay chunk (bounds memory)"),
@@ -129,33 +129,55 @@ def _synthesize_if_empty(cfg, data_dir: Path, console: Console) -> None:
 
 
 def _run_bars(cfg, config: Path, data_dir: Path, out: Path, spec, params, console: Console) -> None:
-    from backtest.bt_bridge import run_backtrader_bars
-    from data.store import list_bars, read_bars
+    """``--engine backtrader``: the store's OHLCV bars of the quoted token, or, when it has none (the
+    demo), one-minute bars derived from the first quoted venue's ticks; writes the tick engine's files."""
+    import time
+
+    import polars as pl
+
+    from backtest.bt_bridge import bar_run_outputs, bars_from_events, run_backtrader_bars
+    from backtest.report import write_report
+    from data.store import list_bars, list_partitions, read_bars, read_partition
 
     token = cfg.quoted_token()
+    quoted = list(cfg.strategy.quote_venues or cfg.token_venues())
     venues = [v for v, i in list_bars(data_dir) if i == token and v in cfg.venues]
-    if not venues:
-        raise DataError(str(data_dir), None, None, f"no OHLCV bars for {token} (convert them with `stockbridge data convert ccxt-ohlcv`)")
-    venue = venues[0]
+    if venues:
+        venue = venues[0]
+        bars, source = read_bars(data_dir, venue, token), str(data_dir / "bars")
+    else:
+        ticked = {v for v, i, _ in list_partitions(data_dir) if i == token}
+        venue = next((v for v in quoted if v in ticked), None)
+        if venue is None:
+            raise DataError(str(data_dir), None, None, f"no OHLCV bars and no tick data for {token} on a quoted venue "
+                                                        "(convert bars with `stockbridge data convert ccxt-ohlcv`)")
+        dates = sorted(d for v, i, d in list_partitions(data_dir) if v == venue and i == token)
+        with console.status(f"deriving one-minute bars of {token} on {venue} from its ticks"):
+            events = pl.concat([read_partition(data_dir, venue, token, d) for d in dates])
+            bars = bars_from_events(events, 60.0)
+        source = f"{data_dir} ({venue} ticks)"
+        console.print(f"no OHLCV bars in {data_dir}: derived {bars.height:,} one-minute bars of {token} on {venue} "
+                      "from its book snapshots and trades", soft_wrap=True)
+    began = time.perf_counter()
     result = run_backtrader_bars(
-        read_bars(data_dir, venue, token), spec.kernel, params.to_array(), cfg.venues[venue], cfg.risk,
+        bars, spec.kernel, params.to_array(), cfg.venues[venue], cfg.risk,
         venue_name=venue, instrument=token, initial_cash=cfg.backtest.initial_cash, sessions=cfg.sessions,
-        spread_z=cfg.risk.min_spread_z, source=str(data_dir / "bars"),
+        spread_z=cfg.risk.min_spread_z, source=source,
     )
-    fills = result.pop("fills")
+    summary, fills, series, track = bar_run_outputs(result, venue=cfg.venues[venue], seed=cfg.backtest.seed,
+                                                    config=str(config), wall_seconds=time.perf_counter() - began)
     out.mkdir(parents=True, exist_ok=True)
     fills.write_parquet(out / "fills.parquet")
-    (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = Table(title=f"backtrader bar engine on {venue} ({len(fills)} fills)", title_justify="left")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for k, v in result.items():
-        if isinstance(v, (int, float)):
-            table.add_row(k, f"{v:,.4f}" if isinstance(v, float) else f"{v:,}")
-    console.print(table)
+    series.write_parquet(out / "timeseries.parquet")
+    track.write_parquet(out / "fair_track.parquet")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    write_report(out / "report.html", summary, fills, series, track, config.name)
+    console.print(f"backtrader bar engine on {venue}: {result['bars']:,} bars, {fills.height:,} fills")
+    print_summary(summary, console)
     console.print("[bold]limitations of the bar engine:[/bold]")
     for line in result["limitations"]:
-        console.print(f"  - {line}")
+        console.print(f"  - {line}", soft_wrap=True)
+    console.print(f"outputs in {out}/: fills.parquet timeseries.parquet fair_track.parquet summary.json report.html")
 
 
 VENUE_COLS = (
