@@ -61,7 +61,10 @@ def test_installed_plugin_is_listed_and_passes_its_own_test(installed_plugin, ru
     listing = run_cli("strategies", "list")
     assert listing.returncode == 0, listing.stderr
     assert name in listing.stdout
-    assert f"{dist} 0.1.0" in listing.stdout  # source column: the distribution, not built-in
+    # the source: the distribution (whole, it is what pip knows) and its version, not built-in
+    lines = listing.stdout.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith(f"│ {name} "))
+    assert f" {dist} " in lines[i] and "0.1.0" in lines[i] + lines[i + 1], lines[i:i + 2]
     for param in ("half_spread_bps", "std_mult", "skew_bps_per_token"):
         assert param in listing.stdout
 
