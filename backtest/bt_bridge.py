@@ -286,8 +286,10 @@ def run_backtrader_bars(
     take price, taker fee); ``venue.gas_per_trade`` is charged per fill.
 
     Returns a dict: JSON-ready figures (``pnl_total``, ``fees_paid``, ``spread_capture``, ...,
-    ``limitations``) plus ``fills``, a polars DataFrame in the engine's fill-log columns (the one
-    key that is not JSON-ready). Fills are stamped at the end of the bar they executed in.
+    ``limitations``) plus two polars DataFrames (the keys that are not JSON-ready): ``fills``, in the
+    engine's fill-log columns, stamped at the end of the bar they executed in, and ``series``, one
+    row per decision (``ts``, ``session``, ``fair``, ``position``, ``cash``, ``equity``, our ``bid``
+    and ``ask`` quoted for the next bar (NaN: none), the crude book's ``mkt_bid`` / ``mkt_ask``).
     """
     bars = _check_ohlcv(ohlcv, source)
     instrument = instrument or next(iter(venue.instruments))
@@ -353,6 +355,7 @@ def run_backtrader_bars(
         "max_drawdown_frac": drawdown_frac,
         "limitations": list(BARS_LIMITATIONS),
         "fills": fills,
+        "series": _bar_series(strat.series, market, len(ts)),
     }
 
 
@@ -403,6 +406,7 @@ class _BarQuoter(bt.Strategy):
         self.live: list[bt.Order] = []
         self.fills: list[dict[str, Any]] = []
         self.equity: list[float] = []
+        self.series: list[tuple[int, float, float, float, float, float]] = []  # ts, pos, cash, equity, our bid, ask
         self.decisions = self.orders_placed = self.orders_refused = 0
         self._static_context()
 
@@ -428,6 +432,7 @@ class _BarQuoter(bt.Strategy):
                 self.cancel(order)
         self.live = []
         if not math.isfinite(m["sigma"][k]):
+            self.series.append((int(m["decision_ts"][k]), pos, cash, value, math.nan, math.nan))
             return
         c["ts"] = c["last_update"][0] = m["decision_ts"][k]
         c["session"] = m["state"][k]
@@ -453,6 +458,9 @@ class _BarQuoter(bt.Strategy):
         for row in self.takes[:n_takes]:
             send = self.buy if row[1] > 0 else self.sell
             self._place(send, row[2], row[3], taker, gas, "arb", "taker")
+        bid, ask = self.quotes[0, BID, 0], self.quotes[0, ASK, 0]
+        self.series.append((int(m["decision_ts"][k]), pos, cash, value,
+                            float(bid[0]) if bid[1] > 0 else math.nan, float(ask[0]) if ask[1] > 0 else math.nan))
 
     def _place(self, send, price, size, rate, gas, tag, liquidity):
         order = send(size=float(size), price=float(price), exectype=bt.Order.Limit,
@@ -494,3 +502,104 @@ def _bar_fills(rows: list[dict[str, Any]], venue: str, instrument: str, multipli
         "side", "price", "qty", "fee", "liquidity", "order_id", "tag", "fair",
         pl.lit(multiplier, dtype=pl.Float64).alias("multiplier"),
     )
+
+
+def _bar_series(rows, market: Mapping[str, np.ndarray], n: int) -> pl.DataFrame:
+    cols = list(zip(*rows)) if rows else [[] for _ in range(6)]
+    k = len(rows)
+    return pl.DataFrame({
+        "ts": pl.Series(cols[0], dtype=pl.Int64),
+        "session": pl.Series(market["state"][:k], dtype=pl.Int8),
+        "fair": pl.Series(market["close"][:k], dtype=pl.Float64),
+        "position": pl.Series(cols[1], dtype=pl.Float64),
+        "cash": pl.Series(cols[2], dtype=pl.Float64),
+        "equity": pl.Series(cols[3], dtype=pl.Float64),
+        "bid": pl.Series(cols[4], dtype=pl.Float64),
+        "ask": pl.Series(cols[5], dtype=pl.Float64),
+        "mkt_bid": pl.Series(market["close"][:k] - market["half_range"][:k], dtype=pl.Float64),
+        "mkt_ask": pl.Series(market["close"][:k] + market["half_range"][:k], dtype=pl.Float64),
+    })
+
+
+# -- OHLCV bars from tick data, and the bar run in the tick engine's output format ----------------
+
+
+def bars_from_events(events: pl.DataFrame, bar_seconds: float = 60.0) -> pl.DataFrame:
+    """OHLCV bars (``OHLCV_COLUMNS``, ``ts`` = bar start, ns UTC) of one token venue from its event
+    stream (``POLARS_SCHEMA`` columns of one venue and instrument, local-time order).
+
+    Prices: the mid of each full book snapshot (best bid = highest bid row, best ask = lowest ask
+    row of one snapshot batch) and each trade's price, stamped at ``local_ts``; volume: traded size.
+    A bar with no price repeats the previous close (volume 0), so the bars are evenly spaced from
+    the first price to the last.
+    """
+    from data.schema import KIND_SNAPSHOT, KIND_TRADE
+
+    bar_ns = int(bar_seconds * NS)
+    snaps = (
+        events.filter(pl.col("kind") == KIND_SNAPSHOT)
+        .group_by("local_ts", maintain_order=True)
+        .agg(pl.col("price").filter(pl.col("side") > 0).max().alias("bid"), pl.col("price").filter(pl.col("side") < 0).min().alias("ask"))
+        .filter(pl.col("bid").is_not_null() & pl.col("ask").is_not_null())
+        .select(pl.col("local_ts").alias("t"), ((pl.col("bid") + pl.col("ask")) / 2).alias("p"), pl.lit(0.0).alias("v"))
+    )
+    trades = events.filter(pl.col("kind") == KIND_TRADE).select(pl.col("local_ts").alias("t"), pl.col("price").alias("p"), pl.col("size").alias("v"))
+    points = pl.concat([snaps, trades]).sort("t", maintain_order=True)
+    if points.height == 0:
+        return pl.DataFrame(schema={c: (pl.Int64 if c == "ts" else pl.Float64) for c in OHLCV_COLUMNS})
+    bars = (
+        points.with_columns((pl.col("t") // bar_ns * bar_ns).alias("ts"))
+        .group_by("ts", maintain_order=True)
+        .agg(pl.col("p").first().alias("open"), pl.col("p").max().alias("high"), pl.col("p").min().alias("low"),
+             pl.col("p").last().alias("close"), pl.col("v").sum().alias("volume"))
+    )
+    grid = pl.DataFrame({"ts": np.arange(int(bars["ts"][0]), int(bars["ts"][-1]) + 1, bar_ns, dtype=np.int64)})
+    full = grid.join(bars, on="ts", how="left").with_columns(pl.col("close").forward_fill())
+    return full.select(
+        "ts",
+        *(pl.col(c).fill_null(pl.col("close")) for c in ("open", "high", "low")),
+        "close",
+        pl.col("volume").fill_null(0.0),
+    )
+
+
+def bar_run_outputs(result: Mapping[str, Any], *, venue: Venue, multiplier: float = 1.0, seed: int | None = None,
+                    config: str | None = None, wall_seconds: float = 0.0) -> tuple[dict[str, Any], pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(summary, fills, timeseries, fair_track) of a :func:`run_backtrader_bars` result in the tick
+    engine's formats, so the same files and ``backtest.report.write_report`` serve both engines.
+
+    The summary is :func:`backtest.metrics.summarize` over one venue, one sample per bar, plus the
+    bar engine's own figures under ``bar_engine`` and its ``limitations``. Inventory PnL is the
+    position held over each bar times the bar's close-to-close move (fills are marked at the close
+    of the bar they execute in), so ``pnl_residual`` checks the bar engine's accounting too.
+    """
+    from backtest.metrics import summarize
+
+    name = result["venue"]
+    fills = result["fills"]
+    s = result["series"]
+    pos, close = s["position"].to_numpy(), s["fair"].to_numpy()
+    inventory = float(np.sum(pos[:-1] * np.diff(close))) if len(pos) > 1 else 0.0
+    cap = venue.exposure_cap if math.isfinite(venue.exposure_cap) else math.nan
+    series = s.select(
+        "ts", "session", "fair", (pl.col("fair") / multiplier).alias("fair_share"),
+        pl.col("equity").alias("equity_raw"), (pl.col("equity") * (1.0 - venue.haircut)).alias("equity_haircut"),
+        (pl.col("position") * multiplier).alias("net_delta"),
+        (pl.col("position").shift(1).fill_null(0.0) * pl.col("fair").diff().fill_null(0.0)).cum_sum().alias("pnl_inventory_cum"),
+        pl.col("position").alias(f"pos_{name}"), pl.col("cash").alias(f"cash_{name}"),
+        pl.col("equity").alias(f"exposure_{name}"), pl.lit(cap, dtype=pl.Float64).alias(f"cap_{name}"),
+        pl.col("bid").alias(f"bid_{name}"), pl.col("ask").alias(f"ask_{name}"),
+        pl.col("mkt_bid").alias(f"mkt_bid_{name}"), pl.col("mkt_ask").alias(f"mkt_ask_{name}"),
+    )
+    track = series.select("ts", "fair", "fair_share")
+    final = float(result["equity_final"])
+    totals = {
+        "events": int(result["bars"]), "simulated_seconds": float(result["bars"] * result["bar_seconds"]),
+        "wall_seconds": wall_seconds, "equity_initial_raw": float(result["equity_initial"]), "equity_final_raw": final,
+        "equity_final_after_haircut": final * (1.0 - venue.haircut), "pnl_inventory": inventory,
+        "borrow_cost": 0.0, "default_loss": 0.0, "venues": [name], "seed": seed, "config": config,
+    }
+    summary = summarize(fills, series, track, totals)
+    figures = {k: v for k, v in result.items() if k not in ("fills", "series", "limitations")}
+    summary.update(engine="backtrader", bar_engine=figures, limitations=list(result["limitations"]))
+    return summary, fills, series, track

@@ -631,6 +631,7 @@ def synthesize(
         if progress is not None:
             progress(venue, d, written)
     start = to_ns(config.synth.start)
+    write_params(out_dir, generator_params(config, days, seed))
     return {
         "out_dir": str(out_dir),
         "days": days,
@@ -643,3 +644,51 @@ def synthesize(
         "total": sum(sum(k.values()) for k in counts.values()),
         "seconds": time.perf_counter() - began,
     }
+
+
+# -- the parameters a store was generated with (so a changed [synth] table is noticed) --------------
+
+PARAMS_FILE = "synth-params.json"
+
+
+def generator_params(config: StockbridgeConfig, days: int | None = None, seed: int | None = None) -> dict:
+    """Everything the generator reads: ``[synth]`` (with ``days``), the seed, and the instruments,
+    venues and sessions tables it builds the market from; JSON-ready."""
+    import json
+
+    synth = config.synth.model_dump(mode="json")
+    synth["days"] = config.synth.days if days is None else days
+    market = json.loads(config.model_dump_json(include={"instruments", "venues", "sessions"}))
+    return {"synth": synth, "seed": config.backtest.seed if seed is None else seed, **market}
+
+
+def write_params(out_dir: str | Path, params: dict) -> Path:
+    import json
+
+    path = Path(out_dir) / PARAMS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_params(out_dir: str | Path) -> dict | None:
+    """The parameters recorded by :func:`synthesize` in ``out_dir``; None if there is no (readable) record."""
+    import json
+
+    try:
+        return json.loads((Path(out_dir) / PARAMS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def params_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs (keys only on one side included)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += params_diff(a, b, f"{name}.")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out

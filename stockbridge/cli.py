@@ -19,9 +19,18 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain: "[synth]" and "[strategy]" name TOML tables, not styles
 )
-data_app = typer.Typer(help="Tick data: convert, validate, synthesize, inspect.", no_args_is_help=True)
+data_app = typer.Typer(help="Tick data: convert, validate, synthesize, inspect.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback instead of the one-line error; works anywhere on the command line"),
+) -> None:
+    """Market making and cross-venue arbitrage for tokenized stocks."""
+    # main() takes --debug out of the arguments before typer parses them; it is declared here so --help lists it.
 
 
 def _register_all() -> None:
@@ -48,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         else:
-            print(f"error: {exc}", file=sys.stderr)
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                print(f"error: {line}", file=sys.stderr)  # one line per problem
         sys.exit(exc.exit_code)
 
 

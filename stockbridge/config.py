@@ -6,6 +6,7 @@ path (``venues.bybit.maker_fee_bps``) and what was expected.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -193,15 +194,13 @@ def _describe(err: dict) -> tuple[str, str]:
 
 
 def parse_config(data: dict[str, Any], path: str | Path = "<config>") -> StockbridgeConfig:
-    """Validate an already-parsed TOML document; raise ConfigError on the first problem."""
+    """Validate an already-parsed TOML document; raise ConfigError listing every problem found."""
     try:
         return StockbridgeConfig.model_validate(data)
     except ValidationError as exc:
-        key, message = _describe(exc.errors()[0])
-        extra = len(exc.errors()) - 1
-        if extra:
-            message += f" (+{extra} more problem{'s' if extra > 1 else ''})"
-        raise ConfigError(str(path), key, message) from None
+        problems = [_describe(err) for err in exc.errors()]
+        (key, message), *more = problems
+        raise ConfigError(str(path), key, message, tuple(more)) from None
 
 
 def load_config(path: str | Path) -> StockbridgeConfig:
@@ -216,5 +215,19 @@ def load_config(path: str | Path) -> StockbridgeConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), "", f"not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"TOML syntax error: {exc}") from None
+        where, what = _toml_position(str(exc), raw.decode("utf-8"))
+        raise ConfigError(str(path), where, f"TOML syntax error: {what}") from None
     return parse_config(data, path)
+
+
+_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def _toml_position(message: str, text: str) -> tuple[str, str]:
+    """('line L, column C', what) from a tomllib message ('Invalid value (at line 5, column 12)');
+    tomllib says 'at end of document' for some errors: that is the last line, one past its end."""
+    if m := _TOML_AT.search(message):
+        return f"line {m[1]}, column {m[2]}", message[: m.start()]
+    what = message.removesuffix(" (at end of document)")
+    lines = text.splitlines() or [""]
+    return f"line {len(lines)}, column {len(lines[-1]) + 1} (end of file)", what

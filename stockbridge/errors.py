@@ -10,12 +10,19 @@ class StockbridgeError(Exception):
 
 
 class ConfigError(StockbridgeError):
-    """A configuration file failed to load or validate."""
+    """A configuration file failed to load or validate.
 
-    def __init__(self, path: str, key: str, message: str):
+    ``more`` holds further ``(key, message)`` problems found in the same pass: the error then renders
+    as one line per problem, each naming the file and key.
+    """
+
+    def __init__(self, path: str, key: str, message: str, more: tuple[tuple[str, str], ...] = ()):
         self.path, self.key, self.message = str(path), key, message
-        where = f"{self.path}: {key}" if key else self.path
-        super().__init__(f"{where}: {message}")
+        self.problems = ((key, message), *more)
+        super().__init__("\n".join(self._line(k, m) for k, m in self.problems))
+
+    def _line(self, key: str, message: str) -> str:
+        return f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}"
 
 
 class DataError(StockbridgeError):

@@ -111,7 +111,7 @@ class Venue(Strict):
         min_length=1, description="instrument name -> the venue's own symbol (ccxt unified, e.g. 'AAPLX/USDT')"
     )
     maker_fee_bps: float = Field(default=0.0, ge=-100, le=1000, description="maker fee, bps of notional; negative = rebate")
-    taker_fee_bps: float = Field(default=0.0, ge=-100, le=1000, description="taker fee, bps of notional")
+    taker_fee_bps: float = Field(default=0.0, ge=-100, le=1000, description="taker fee, bps of notional; negative (a taker rebate) is warned about, and maker + taker must be >= 0")
     gas_per_trade: float = Field(default=0.0, ge=0, description="fixed cost per trade, quote currency (DEX gas)")
     tick_size: float = Field(gt=0, description="price grid, quote currency")
     lot_size: float = Field(gt=0, description="size grid, tokens or shares")
@@ -136,4 +136,12 @@ class Venue(Strict):
     def _check(self) -> "Venue":
         if self.kind is VenueKind.equity_broker and self.hours != "equity":
             raise ValueError("an equity_broker venue must have hours = 'equity'")
+        # A negative taker fee alone can be real (inverted "taker-maker" venues pay takers and charge
+        # makers more); the CLI warns about it. A maker and a taker fill that sum to a rebate cannot
+        # be: trading with yourself would print money, so no venue charges that.
+        if self.maker_fee_bps + self.taker_fee_bps < 0:
+            raise ValueError(
+                f"maker_fee_bps + taker_fee_bps = {self.maker_fee_bps:g} + {self.taker_fee_bps:g} < 0: a round trip "
+                "(one maker and one taker fill) would earn a rebate; check the signs (rebates are negative fees)"
+            )
         return self

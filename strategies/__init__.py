@@ -9,3 +9,5 @@
 
 Plugin author's guide: docs/plugins.md.
 """
+
+import stockbridge  # noqa: F401  (first: points numba's cache at the user cache dir, stockbridge/_cache.py)

@@ -169,11 +169,9 @@ class StrategySpec:
         try:
             return self.params_model.model_validate(dict(raw or {}))
         except ValidationError as exc:
-            errors = exc.errors()
-            field, message = self._describe(errors[0])
-            if len(errors) > 1:
-                message += f" (+{len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-            raise ConfigError(path, f"strategy.params.{field}", message) from None
+            (field, message), *more = (self._describe(err) for err in exc.errors())
+            raise ConfigError(path, f"strategy.params.{field}", message,
+                              tuple((f"strategy.params.{f}", m) for f, m in more)) from None
 
     def _describe(self, err: Mapping[str, Any]) -> tuple[str, str]:
         field = ".".join(str(p) for p in err["loc"])

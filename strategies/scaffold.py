@@ -1,6 +1,7 @@
 """``stockbridge strategies new NAME``: write a plugin package that installs and tests out of the box.
 
-Layout written under ``<parent>/stockbridge-strategy-<name>/``::
+Layout written into the package directory ``<root>`` (``--dir``; default
+``./stockbridge-strategy-<name>``), so that ``pip install -e <root>`` installs it::
 
     pyproject.toml                       entry point  stockbridge.strategies: <name> = "<pkg>:SPEC"
     README.md
@@ -29,19 +30,23 @@ def plugin_names(name: str) -> tuple[str, str]:
     return f"stockbridge-strategy-{name}", f"stockbridge_strategy_{name}"
 
 
-def new_plugin(name: str, parent: str | Path = ".") -> Path:
-    """Write the plugin package for strategy ``name`` into ``parent``; returns its root directory."""
+def new_plugin(name: str, root: str | Path | None = None) -> Path:
+    """Write the plugin package for strategy ``name`` into the directory ``root`` (the package itself:
+    ``pip install -e root`` installs it; default ``./stockbridge-strategy-<name>``); returns ``root``.
+
+    ``root`` may exist only as an empty directory: nothing is ever overwritten.
+    """
     if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
         raise ScaffoldError(f"strategy name {name!r} must be an ASCII Python identifier (letters, digits, _), not a keyword")
     taken = registry.names()
     if name in taken:
         raise ScaffoldError(f"a strategy named '{name}' already exists ({taken[name]}); choose another name")
     dist, pkg = plugin_names(name)
-    root = Path(parent) / dist
+    root = Path(dist) if root is None else Path(root)
+    if root.exists() and not (root.is_dir() and not any(root.iterdir())):
+        raise ScaffoldError(f"{root}: already exists and is not an empty directory; refusing to overwrite it")
     try:
-        root.mkdir(parents=True)
-    except FileExistsError:
-        raise ScaffoldError(f"{root}: already exists; refusing to overwrite it") from None
+        root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ScaffoldError(f"{root}: cannot create ({exc.strerror})") from None
     values = {"name": name, "dist": dist, "pkg": pkg, "stockbridge_version": stockbridge.__version__}

@@ -174,6 +174,8 @@ def test_bar_engine_fills_where_the_bar_range_reaches_the_quotes():
     assert r["pnl_total"] == pytest.approx(1.1 + 0.7 + 0.02987)  # edge + inventory (99.5 -> 100.2 held) + rebates
     assert r["limitations"] == list(BARS_LIMITATIONS) and len(r["limitations"]) >= 5
     assert any("queue" in s for s in r["limitations"]) and any("latency" in s for s in r["limitations"])
+    series = r.pop("series")  # one row per decision: what the report and summarize() need
+    assert series["position"].to_list()[-1] == 1.0 and series.height == len(BARS)
     json.dumps(r, allow_nan=False)
 
 

@@ -267,7 +267,7 @@ def test_cli_synth_writes_the_store_and_refuses_a_second_run(demo, tmp_path):
     assert first.exit_code == 0, first.output
     assert "1 days, seed 4" in first.output and "bybit" in first.output and "broker" in first.output
     venues = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert venues == ["venue=broker", "venue=bybit", "venue=kraken", "venue=solana_dex"]
+    assert venues == ["synth-params.json", "venue=broker", "venue=bybit", "venue=kraken", "venue=solana_dex"]
     again = runner.invoke(app, args)
     assert isinstance(again.exception, DataError) and "--overwrite" in str(again.exception)
     third = runner.invoke(app, args + ["--overwrite"])
