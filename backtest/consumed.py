@@ -120,15 +120,11 @@ def data_best(cpx, cn, b, s, venue_best) -> float:
 @njit(cache=True, _nrt=False)
 def traded_through(cpx, cq, cn, b, s, price, size):
     """A data trade of ``size`` at ``price`` against side ``s`` met the levels at or better than it."""
-    k = 0
-    while k < cn[b, s]:
+    # An entry refreshed to 0 stays until the data removes its level: the level we emptied is still
+    # in the data's book (data_best), though the venue shows nothing there until the data restates it.
+    for k in range(cn[b, s]):
         if not better(s, price, cpx[b, s, k]):
-            left = cq[b, s, k] - size
-            if left <= 1e-12:
-                _remove(cpx, cq, cn, b, s, k)
-                continue
-            cq[b, s, k] = left
-        k += 1
+            cq[b, s, k] = max(cq[b, s, k] - size, 0.0)
 
 
 @njit(cache=True, inline="always", _nrt=False)

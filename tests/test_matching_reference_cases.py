@@ -6,7 +6,6 @@ drop the marker); a fixed one stays as a regression test."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from reference_venue import MS, event_rows
 
 from backtest.fees import fee_table
@@ -95,9 +94,6 @@ def test_level_restated_over_a_stale_opposite_level_removes_it():
     assert got == [(1, 1.0, 99.0, 1.0)]
 
 
-@pytest.mark.xfail(strict=True, reason="matching._on_trade classifies an unsided print with consumed.data_best (venue "
-                                       "levels + consumed entries); traded_through deletes an entry refreshed to 0, so a "
-                                       "level we emptied that the data still shows (not yet restated) is forgotten")
 def test_unsided_trade_sees_a_level_we_emptied_after_a_refresh():
     # ask 100 x 1; we take it at 1 ms; a buy of 1 at 100 prints at 2 ms (consumed[100] back to 0, but
     # the data has not restated the level: the venue still shows nothing there, the data shows ask
