@@ -272,9 +272,11 @@ def print_report(report: InspectReport, console: Console) -> None:
     kinds = [k for k in KIND_NAMES.values() if k in set(report.counts.get_column("kind"))]
     wide = report.counts.pivot(on="kind", index=["venue", "instrument"], values="rows").fill_null(0)
     console.print(f"store: {report.root}")
-    t = Table(title="events by venue and kind", title_justify="left")
+    short = {"multiplier": "mult"}  # so that the table fits 100 columns
+    t = Table(title="events by venue and kind", title_justify="left",
+              caption="mult = multiplier changes" if "multiplier" in kinds else None, caption_justify="left")
     for col in ("venue", "instrument", *kinds, "total"):
-        t.add_column(col, justify="left" if col in ("venue", "instrument") else "right")
+        t.add_column(short.get(col, col), justify="left" if col in ("venue", "instrument") else "right")
     for row in wide.sort("venue", "instrument").iter_rows(named=True):
         vals = [row.get(k, 0) or 0 for k in kinds]
         t.add_row(row["venue"], row["instrument"], *(f"{v:,}" for v in vals), f"{sum(vals):,}")
@@ -282,25 +284,29 @@ def print_report(report: InspectReport, console: Console) -> None:
     t.add_row("all", "", *(f"{v:,}" for v in totals), f"{sum(totals):,}", style="bold")
     console.print(t)
 
-    r = Table(title="time range (UTC)", title_justify="left")
-    for col in ("venue", "instrument", "first exch_ts", "last exch_ts", "first local_ts", "last local_ts"):
-        r.add_column(col)
-    for row in report.ranges.iter_rows(named=True):
-        r.add_row(row["venue"], row["instrument"], *(_utc(row[c]) for c in ("first_exch", "last_exch", "first_local", "last_local")))
+    # one table per clock, and the spreads in two tables, so that every table fits 100 columns
     rg = report.ranges
-    r.add_row("all", "", _utc(rg["first_exch"].min()), _utc(rg["last_exch"].max()),
-              _utc(rg["first_local"].min()), _utc(rg["last_local"].max()), style="bold")
-    console.print(r)
+    for clock in ("exch", "local"):
+        r = Table(title=f"time range (UTC), {clock}_ts", title_justify="left")
+        for col in ("venue", "instrument", "first", "last"):
+            r.add_column(col)
+        for row in rg.iter_rows(named=True):
+            r.add_row(row["venue"], row["instrument"], _utc(row[f"first_{clock}"]), _utc(row[f"last_{clock}"]))
+        r.add_row("all", "", _utc(rg[f"first_{clock}"].min()), _utc(rg[f"last_{clock}"].max()), style="bold")
+        console.print(r)
 
-    s = Table(title="median quoted spread by session state", title_justify="left",
-              caption="state of the underlying's US session; bps of mid / quote ccy; n = book updates", caption_justify="left")
-    for col in ("venue", "instrument", *STATE_ORDER):
-        s.add_column(col, justify="left" if col in ("venue", "instrument") else "right")
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for row in report.spreads.iter_rows(named=True):
         text = "-" if row["samples"] == 0 else f"{row['median_bps']:.2f} bps / {row['median_abs']:.4g}"
-        extra = f" (+{row['one_sided']:,} one-sided)" if row["one_sided"] else ""
+        extra = f"\n+{row['one_sided']:,} one-sided" if row["one_sided"] else ""
         cells.setdefault((row["venue"], row["instrument"]), {})[row["state"]] = f"{text}\nn={row['samples']:,}{extra}"
-    for (venue, inst), by_state in sorted(cells.items()):
-        s.add_row(venue, inst, *(by_state.get(st, "-") for st in STATE_ORDER))
-    console.print(s)
+    for part, states in enumerate((STATE_ORDER[:3], STATE_ORDER[3:])):
+        last = part == 1
+        s = Table(title=f"median quoted spread by session state ({part + 1}/2)", title_justify="left",
+                  caption="state of the underlying's US session; bps of mid / quote ccy; n = book updates" if last else None,
+                  caption_justify="left")
+        for col in ("venue", "instrument", *states):
+            s.add_column(col, justify="left" if col in ("venue", "instrument") else "right")
+        for (venue, inst), by_state in sorted(cells.items()):
+            s.add_row(venue, inst, *(by_state.get(st, "-") for st in states))
+        console.print(s)

@@ -221,3 +221,27 @@ def test_console_script_inspect_and_its_error_line(store, tmp_path, run_cli):
     bad = run_cli("data", "inspect", tmp_path / "nothing")
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"error: {tmp_path / 'nothing'}: store directory does not exist"
+
+
+def test_inspect_tables_fit_100_columns_without_cutting_a_cell(tmp_path):
+    # the demo's one-day market: every table of `data inspect` at most 100 characters wide, no '…'
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from data.inspect import inspect_store, print_report
+    from stockbridge.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "demo.toml")
+    out = tmp_path / "store"
+    subprocess.run([sys.executable, "-m", "stockbridge.cli", "data", "synth", str(root / "configs" / "demo.toml"),
+                    "--out", str(out), "--days", "1"], check=True, capture_output=True, timeout=600)
+    console = Console(width=100, record=True)
+    print_report(inspect_store(out, cfg), console)
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 100
+    assert "closed" in text and "overnight" in text and "mult" in text
