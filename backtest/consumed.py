@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from backtest.book import better, same_price
+from stockbridge.core.book import better, same_price
 
 CONSUMED_SLOTS = 16
 

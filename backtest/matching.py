@@ -61,7 +61,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from backtest.book import (
+from stockbridge.core.book import (
     apply_quote,
     best_price,
     better,

@@ -37,6 +37,22 @@ import numpy as np
 from numba import njit
 
 from backtest.latency import ORDER, deliver
+from stockbridge.core.order_codes import (  # noqa: F401 (the names backtest code imports from here)
+    CANCELLED,
+    FILLED,
+    FREE,
+    GTC,
+    IOC,
+    OPEN,
+    PENDING_CANCEL,
+    PENDING_NEW,
+    REJECTED,
+    STATE_NAMES,
+    TAG_ARB,
+    TAG_HEDGE,
+    TAG_NAMES,
+    TAG_QUOTE,
+)
 from backtest.pending import (
     ACT_CANCEL,
     ACT_NEW,
@@ -55,25 +71,7 @@ from backtest.pending import (
     room,
 )
 
-# states (both ``state`` and ``known_state``)
-FREE = 0
-PENDING_NEW = 1
-OPEN = 2
-PENDING_CANCEL = 3
-FILLED = 4
-CANCELLED = 5
-REJECTED = 6
-STATE_NAMES = ("free", "pending_new", "open", "pending_cancel", "filled", "cancelled", "rejected")
-
-# time in force
-GTC = 0  # rests until filled or cancelled
-IOC = 1  # takes what it can at arrival, the rest is cancelled (a market order: IOC with price +inf / 0)
-
-# what the order is for
-TAG_QUOTE = 0
-TAG_HEDGE = 1
-TAG_ARB = 2
-TAG_NAMES = ("quote", "hedge", "arb")
+# states, time in force and tags: stockbridge.core.order_codes (one vocabulary for the core and the venues)
 
 # why an order ended cancelled or rejected
 REASON_NONE = 0

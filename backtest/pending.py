@@ -20,13 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# entry kinds
-ACT_NEW = 1            # our new order reaches the venue
-ACT_CANCEL = 2         # our cancel reaches the venue
-REP_ACK = 3            # the order rests at the venue
-REP_FILL = 4           # a fill (price, qty, fee, maker flag)
-REP_DONE = 5           # the order is finished at the venue (AUX = FILLED / CANCELLED / REJECTED)
-REP_CANCEL_REJECT = 6  # our cancel was refused (venue halted); the order still rests
+# entry kinds (ACT_NEW, ACT_CANCEL, REP_ACK, REP_FILL, REP_DONE, REP_CANCEL_REJECT): stockbridge.core.order_codes
+from stockbridge.core.order_codes import ACT_CANCEL, ACT_NEW, REP_ACK, REP_CANCEL_REJECT, REP_DONE, REP_FILL  # noqa: E402,F401
 
 # int columns
 T = 0

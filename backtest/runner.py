@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backtest import engine as E
-from backtest.book import new_book
 from backtest.matching import FILL_DTYPE, VENUE_DEFAULTED, venues_keep_from, venues_rebase
 from backtest.metrics import MARKOUT_HORIZONS_S, summarize
 from backtest.orders import REASON_NAMES, STATE_NAMES, TAG_NAMES
@@ -31,11 +30,12 @@ from data.reader import clock_offsets, feed_latency_max, read_merged, store_exte
 from data.schema import EVENT_DTYPE
 from data.store import list_partitions
 from stockbridge.config import StockbridgeConfig
-from stockbridge.core.context import MAX_LEVELS, MAX_VENUES, new_context, new_quotes, new_takes
-from stockbridge.core.fair_value import new_fair_state
-from stockbridge.core.volatility import new_vol_state
+from stockbridge.core.context import MAX_VENUES
+from stockbridge.core.trader import T_CANCEL_RETRIES, T_DECISIONS, equity
+from stockbridge.core.working import MAX_WORKING
 from stockbridge.instruments import to_ns
-from stockbridge.tables import MarketTables, build_tables, fill_static_context
+from stockbridge.tables import MarketTables, build_tables
+from stockbridge.trader import build_trader, cid_prefix
 
 NS = 1_000_000_000
 TRACK_INTERVAL_S = 1.0
@@ -65,46 +65,18 @@ def feed_latencies(root: Path, cfg: StockbridgeConfig) -> np.ndarray:
     return out
 
 
-def _variance_seconds_per_year(weights: np.ndarray) -> float:
-    """Variance-seconds in an average year: 252 trading days of 6.5 regular, 5.5 pre, 4 after, 8
-    overnight hours; the rest of the 8766 hours closed. Converts an annual vol prior to the clock."""
-    from stockbridge.sessions import AFTER, CLOSED, OVERNIGHT, PRE, REGULAR
-
-    day = 6.5 * weights[REGULAR] + 5.5 * weights[PRE] + 4.0 * weights[AFTER] + 8.0 * weights[OVERNIGHT]
-    closed_hours = 8766.0 - 252 * 24.0
-    return 3600.0 * (252 * day + closed_hours * weights[CLOSED])
-
-
-def build_static(cfg: StockbridgeConfig, tables: MarketTables, start_ns: int, end_ns: int) -> E.Static:
+def build_static(cfg: StockbridgeConfig) -> E.Static:
+    """What the backtest adds to the trader core's config: the recording cadence and the scenarios."""
     bt = cfg.backtest
     cf = np.zeros(E.N_C, dtype=np.float64)
-    cf[E.C_DECISION_NS] = bt.decision_interval_ms * 1e6
-    cf[E.C_REQUOTE_TICKS] = bt.requote_ticks
-    cf[E.C_REQUOTE_FRAC] = bt.requote_size_frac
     cf[E.C_SAMPLE_NS] = bt.sample_interval_s * NS
     cf[E.C_TRACK_NS] = TRACK_INTERVAL_S * NS
-    cf[E.C_HEDGE_BAND] = tables.hedge_band
-    cf[E.C_HEDGE_TARGET] = tables.hedge_target
-    cf[E.C_OFFHOURS] = tables.offhours_size_factor
-    cf[E.C_GAP_Z] = tables.gap_z
-    cf[E.C_HALF_LIFE_S] = cfg.fair_value.consensus_half_life_s
-    cf[E.C_NOISE_BPS] = cfg.fair_value.venue_noise_bps
-    cf[E.C_HEDGE_GAMMA] = cfg.risk.hedge_gamma
-    cf[E.C_HEDGE_HOLD_S] = cfg.risk.hedge_hold_s
-    cf[E.C_HEDGE_SLIP] = cfg.risk.hedge_slippage_ticks
     cf[E.C_INITIAL_CASH] = bt.initial_cash
-    ci = np.array([tables.n_venues, len(tables.instrument_names), tables.token, tables.share, tables.hedge_venue],
-                  dtype=np.int64)
     vid = cfg.venue_ids()
     sc = [s for s in bt.scenarios if s.kind != "depeg"]  # a depeg rewrites prices as chunks are read
     kinds = {"default": E.SC_DEFAULT, "halt": E.SC_HALT}
     return E.Static(
-        cf=cf, ci=ci, venue_instrument=tables.venue_instrument, quotable=tables.quotable, tick=tables.tick,
-        lot=tables.lot, taker_fee=tables.taker_fee, haircut=tables.haircut, exposure_cap=tables.exposure_cap,
-        borrow_rate=tables.borrow_rate, hours_bounds=tables.hours_bounds, hours_open=tables.hours_open,
-        hours_len=tables.hours_len, sess_boundaries=tables.sess_boundaries, sess_states=tables.sess_states,
-        sess_cumvar=tables.sess_cumvar, sess_weights=tables.sess_weights, hedge_mask=tables.hedge_mask,
-        mult_times=tables.mult_times, mult_values=tables.mult_values,
+        cf=cf,
         sc_kind=np.array([kinds[s.kind] for s in sc], dtype=np.int64),
         sc_venue=np.array([vid[s.venue] for s in sc], dtype=np.int64),
         sc_start=np.array([to_ns(s.at) for s in sc], dtype=np.int64),
@@ -114,45 +86,26 @@ def build_static(cfg: StockbridgeConfig, tables: MarketTables, start_ns: int, en
 
 
 def new_state(cfg: StockbridgeConfig, tables: MarketTables, st: E.Static, start_ns: int, sim) -> E.State:
-    """The engine's state at ``start_ns``: what we know (books of account, the market as received,
-    our working orders) and the accumulators; sized for ``sim``'s fills, orders and books."""
-    nv, ni = tables.n_venues, len(tables.instrument_names)
-    fill_capacity = sim.fills.shape[0]
-    order_capacity = sim.orders.shape[0]
-    lpx, lqty, lnlev, ldropped = new_book(nv * ni, sim.px.shape[2])
+    """The true books of account at ``start_ns`` and the recording buffers, sized for ``sim``'s fills
+    and orders (what we *know* is the trader core's: stockbridge.trader.build_trader)."""
+    ni = len(tables.instrument_names)
     f = np.full(E.N_F, np.nan)
-    for k in (E.F_INV_PNL, E.F_BORROW, E.F_DEFAULT_LOSS, E.F_CARRIED):
+    for k in (E.F_INV_PNL, E.F_BORROW, E.F_DEFAULT_LOSS):
         f[k] = 0.0
     iv = np.zeros(E.N_I, dtype=np.int64)
-    iv[E.I_MULT_IDX] = int(np.searchsorted(tables.mult_times, start_ns, side="right") - 1)
-    f[E.F_MULT] = tables.mult_values[iv[E.I_MULT_IDX]]
     sample_ns = int(st.cf[E.C_SAMPLE_NS])
     iv[E.I_NEXT_SAMPLE] = (start_ns // sample_ns) * sample_ns
     iv[E.I_NEXT_TRACK] = (start_ns // NS) * NS
-    iv[E.I_NEXT_DECISION] = start_ns
-    iv[E.I_HEDGE_SLOT] = -1
     cash = np.zeros(MAX_VENUES)
-    cash[:nv] = cfg.backtest.initial_cash
-    ctx = new_context()
-    fill_static_context(ctx, tables)
-    sigma0 = cfg.fair_value.prior_annual_vol / np.sqrt(_variance_seconds_per_year(tables.sess_weights))
+    cash[:tables.n_venues] = cfg.backtest.initial_cash
     zeros = lambda *shape: np.zeros(shape, dtype=np.float64)  # noqa: E731
     return E.State(
         f=f, iv=iv, pos=zeros(MAX_VENUES, ni), cash=cash, avg=zeros(MAX_VENUES, ni), realized=zeros(MAX_VENUES, ni),
-        fees=zeros(MAX_VENUES), kpos=zeros(MAX_VENUES, ni), kcash=cash.copy(), kavg=zeros(MAX_VENUES, ni),
-        krealized=zeros(MAX_VENUES, ni), kfees=zeros(MAX_VENUES),
-        fair_state=new_fair_state(),
-        vol_state=new_vol_state(cfg.fair_value.vol_half_life_var_s, cfg.fair_value.vol_min_interval_var_s, sigma0),
-        qslot=np.full((MAX_VENUES, 2, MAX_LEVELS), -1, dtype=np.int64),
-        qoid=np.full((MAX_VENUES, 2, MAX_LEVELS), -1, dtype=np.int64),
-        arb_live=np.zeros(MAX_VENUES, dtype=np.int64), last_update=np.zeros(MAX_VENUES, dtype=np.int64),
-        sc_done=np.zeros(st.sc_kind.shape[0], dtype=np.int64), fill_mark=zeros(fill_capacity, 2),
-        ts_buf=zeros(1, E.TS_FIXED_COLS + E.TS_VENUE_COLS * nv), track_buf=zeros(1, 3),
-        ctx=ctx, quotes=new_quotes(), takes=new_takes(),
+        fees=zeros(MAX_VENUES), sc_done=np.zeros(st.sc_kind.shape[0], dtype=np.int64),
+        fill_mark=zeros(sim.fills.shape[0], 2),
+        ts_buf=zeros(1, E.TS_FIXED_COLS + E.TS_VENUE_COLS * tables.n_venues), track_buf=zeros(1, 3),
         rep_i=np.zeros(6, dtype=np.int64), rep_f=np.zeros(3, dtype=np.float64),
-        lpx=lpx, lqty=lqty, lnlev=lnlev, ldropped=ldropped,
-        stale=np.zeros(order_capacity, dtype=np.int64), stale_retry=np.zeros(order_capacity, dtype=np.int64),
-        stale_qty=zeros(MAX_VENUES, 2),
+        sim_cid=np.zeros(sim.orders.shape[0], dtype=np.int64), sim_slot=np.zeros(MAX_WORKING, dtype=np.int64),
     )
 
 
@@ -180,9 +133,11 @@ class Replay:
         self.data_dir = data_dir
         self.start_ns, self.end_ns = start_ns, end_ns
         self.tables = build_tables(cfg, start_ns, end_ns)
-        self.static = build_static(cfg, self.tables, start_ns, end_ns)
-        self.sim = sim_from_config(cfg, fill_capacity=1 << 16, queue_capacity=1 << 14, order_capacity=4096)
+        self.static = build_static(cfg)
+        self.sim = sim_from_config(cfg, fill_capacity=1 << 16, queue_capacity=1 << 14, order_capacity=MAX_WORKING)
         self.sim.lmax[:] = feed_latency_max
+        self.trader = build_trader(cfg, self.tables, start_ns, book_depth=self.sim.px.shape[2],
+                                   prefix=cid_prefix(cfg.backtest.seed))
         self.state = new_state(cfg, self.tables, self.static, start_ns, self.sim)
         self.kernel, self.params = kernel, params
         self.fills: list[np.ndarray] = []
@@ -199,10 +154,10 @@ class Replay:
         self._held = np.zeros(0, dtype=EVENT_DTYPE)  # rows the replay still needs when the next chunk comes
         self._resume = 0  # where in ``_held`` the local replay goes on
 
-    def compile(self) -> None:
+    def compile(self):
         """Compile (or load from numba's disk cache) the replay loop for this run's types, so the
-        replay's timing measures the replay."""
-        E.compiled_run_chunk(np.zeros(0, dtype=EVENT_DTYPE), self.sim, self.static, self.state, self.params)
+        replay's timing measures the replay; returns it (a numba dispatcher)."""
+        return E.compiled_run_chunk(np.zeros(0, dtype=EVENT_DTYPE), self.sim, self.static, self.trader, self.state, self.params)
 
     def _flush_fills(self) -> None:
         s = self.state
@@ -289,8 +244,8 @@ class Replay:
             self._size_series(int(events["local_ts"][-1]))
         i = self._resume
         while True:
-            run = E.compiled_run_chunk(events, self.sim, self.static, self.state, self.params)
-            i, status = run(events, i, self.sim, self.static, self.state, self.params, self.kernel)
+            run = E.compiled_run_chunk(events, self.sim, self.static, self.trader, self.state, self.params)
+            i, status = run(events, i, self.sim, self.static, self.trader, self.state, self.params, self.kernel)
             if status == E.DONE:
                 self._held, self._resume = events[:0], 0
                 break
@@ -394,11 +349,11 @@ class Replay:
         return out
 
     def totals(self, wall: float, config_path: str) -> dict[str, Any]:
-        s, st = self.state, self.static
-        raw, cut = E.equity(st, s, False)
+        s, tr = self.state, self.trader
+        raw, cut = equity(tr, s.pos, s.cash)
         return {
             "events": int(s.iv[E.I_EVENTS]),
-            "decisions": int(s.iv[E.I_DECISIONS]),
+            "decisions": int(tr.iv[T_DECISIONS]),
             "simulated_seconds": (int(s.iv[E.I_LAST_TS]) - int(s.iv[E.I_FIRST_TS])) / NS,
             "wall_seconds": wall,
             "equity_initial_raw": float(self.cfg.backtest.initial_cash * self.tables.n_venues),
@@ -410,8 +365,8 @@ class Replay:
             "venues": list(self.tables.venue_names),
             "seed": self.cfg.backtest.seed,
             "config": config_path,
-            "book_levels_dropped": int(self.state.ldropped.sum()),
-            "cancels_retried": int(s.iv[E.I_CANCEL_RETRIES]),
+            "book_levels_dropped": int(tr.ldropped.sum()),
+            "cancels_retried": int(tr.iv[T_CANCEL_RETRIES]),
         }
 
     def warnings(self, fills: pl.DataFrame, series: pl.DataFrame) -> list[str]:
@@ -425,8 +380,8 @@ class Replay:
         missing = [v for k, v in enumerate(t.venue_names)
                    if t.quotable[k] == 1 and (v, inst[int(t.venue_instrument[k])]) not in have]
         return run_warnings(venues_without_data=missing, fills=fills.height, series=series, quotable=quotable,
-                            levels_dropped=int(self.state.ldropped.sum()), consumed_forgotten=int(self.sim.cevict[0]),
-                            cancels_retried=int(self.state.iv[E.I_CANCEL_RETRIES]))
+                            levels_dropped=int(self.trader.ldropped.sum()), consumed_forgotten=int(self.sim.cevict[0]),
+                            cancels_retried=int(self.trader.iv[T_CANCEL_RETRIES]))
 
     def final_marks(self) -> dict[str, float]:
         s = self.state
@@ -487,7 +442,7 @@ def run_backtest(
     summary = summarize(fills, series, replay.markout_track(fills), replay.totals(wall, str(config_path)))
     summary["strategy"] = cfg.strategy.name if cfg.strategy else None
     summary["compile_seconds"] = t0 - t_compile
-    summary["book_levels_dropped"] = int(replay.state.ldropped.sum())
+    summary["book_levels_dropped"] = int(replay.trader.ldropped.sum())
     summary["warnings"] = replay.warnings(fills, series)
     if crosscheck:
         from backtest.bt_bridge import crosscheck_with_backtrader

@@ -6,7 +6,7 @@ loop passes one ``sim`` around instead of twenty arrays. The arrays are mutated 
 
 Fields (``V`` venues, ``I`` instruments, ``B = V * I`` books):
 
-- books (backtest.book): ``px``, ``qty`` float64[B, 2, levels], ``nlev`` int64[B, 2],
+- books (stockbridge.core.book): ``px``, ``qty`` float64[B, 2, levels], ``nlev`` int64[B, 2],
   ``dropped`` int64[B], ``resync_ts`` int64[B] (snapshot in progress, see backtest.matching);
 - orders (backtest.orders): ``orders`` ORDER_DTYPE[capacity], ``free``, ``rest`` int64[capacity],
   ``oc`` int64[3], ``scratch`` int64[capacity] (work space of the matching);
@@ -31,7 +31,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from backtest.book import new_book
+from stockbridge.core.book import new_book
 from backtest.consumed import new_consumed
 from backtest.fees import fee_table
 from backtest.latency import latency_table

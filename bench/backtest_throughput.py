@@ -40,6 +40,7 @@ def bench_config(days: int, cadence_ms: float):
 def child(data_dir: str, days: int, cadence_ms: float) -> None:
     """Replay once and print a JSON line: events, wall seconds, events/s, decisions, peak RSS (MB)."""
     from backtest import engine as E
+    from stockbridge.core import trader as T
     from backtest.runner import Replay, prefetched
     from data.reader import clock_offsets, read_merged, store_extent
     from strategies import registry
@@ -59,7 +60,7 @@ def child(data_dir: str, days: int, cadence_ms: float) -> None:
     events = int(replay.state.iv[E.I_EVENTS])
     print(json.dumps({
         "events": events, "wall_s": wall, "events_per_s": events / wall,
-        "decisions": int(replay.state.iv[E.I_DECISIONS]),
+        "decisions": int(replay.trader.iv[T.T_DECISIONS]),
         "fills": int(sum(len(f) for f in replay.fills)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))

@@ -42,7 +42,7 @@ import polars as pl
 from data.schema import EVENT_DTYPE, F_CLEAR, KIND_DEPTH, KIND_QUOTE, KIND_SNAPSHOT, KIND_TRADE, to_numpy
 
 TOL = 1e-9  # tokens, relative to the bound
-PRICE_TOL = 1e-9  # relative: prices this close are the same level (as backtest.book.same_price)
+PRICE_TOL = 1e-9  # relative: prices this close are the same level (as stockbridge.core.book.same_price)
 FINAL_STATES = {"filled", "cancelled", "rejected", 4, 5, 6}
 
 

@@ -31,6 +31,7 @@ from engine_fixtures import (
 )
 
 from backtest import engine as E
+from stockbridge.core.trader import T_DECISIONS, T_MULT
 from backtest.runner import WALL_CLOCK_FIELDS
 from backtest.orders import OC_NEXT_ID, REASON_HALTED, REASON_POST_ONLY
 from data.schema import F_BATCH_END, KIND_DEPTH
@@ -329,7 +330,7 @@ def test_multiplier_step_moves_fair_and_net_delta_not_positions_and_books_the_ju
     assert after["pos_beta"] == 4.0
     assert after["pnl_inventory_cum"] == pytest.approx(4 * (105.0 - 100.0), abs=1e-9)
     assert replay.state.pos[BETA, AAPLX] == 4.0
-    assert replay.state.f[E.F_MULT] == 1.05
+    assert replay.trader.f[T_MULT] == 1.05
     f = fills_of(replay)
     assert set(f["fair"]) == {100.0} and set(f["multiplier"]) == {1.0}  # booked before the step
     assert summary["pnl_inventory"] == pytest.approx(20.0, abs=1e-9)
@@ -421,7 +422,7 @@ def test_chunk_size_does_not_change_the_replay(tmp_path, chunk_size):
     assert r_small.fills_frame().equals(r_big.fills_frame())
     assert r_small.track_frame().equals(r_big.track_frame())
     assert r_small.timeseries_frame().equals(r_big.timeseries_frame())
-    assert r_small.state.iv[E.I_DECISIONS] == r_big.state.iv[E.I_DECISIONS]
+    assert r_small.trader.iv[T_DECISIONS] == r_big.trader.iv[T_DECISIONS]
     assert without_wall(s_small) == without_wall(s_big)
 
 
@@ -438,8 +439,8 @@ def test_a_chunk_boundary_inside_a_same_time_group_does_not_add_a_decision(tmp_p
     results = [run(cfg, tmp_path, params, kernel=spec.kernel, chunk_size=c) for c in (7, 1_000_000)]
     (s_small, r_small), (s_big, r_big) = results
     # groups: broker T0, alpha T0+1, two trades, broker T0+200, broker T0+400 = 6 decisions
-    assert r_big.state.iv[E.I_DECISIONS] == 6
-    assert r_small.state.iv[E.I_DECISIONS] == 6
+    assert r_big.trader.iv[T_DECISIONS] == 6
+    assert r_small.trader.iv[T_DECISIONS] == 6
     assert r_small.sim.oc[OC_NEXT_ID] == r_big.sim.oc[OC_NEXT_ID]
     assert r_small.fills_frame().equals(r_big.fills_frame())
     assert without_wall(s_small) == without_wall(s_big)

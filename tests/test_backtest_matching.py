@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from backtest.book import depth_walk, new_book, set_level
+from stockbridge.core.book import depth_walk, new_book, set_level
 from backtest.fees import fee_table
 from backtest.latency import latency_table
 from backtest.matching import (
@@ -695,7 +695,7 @@ def test_same_seed_same_replay_and_other_seed_differs():
 def test_l1_quote_replaces_the_whole_side():
     # An L1 feed has no depth: when the best bid moves from 100.00 to 100.05 and back to 99.90, the
     # book must show only the latest bid, never 100.00 or 100.05 as phantom liquidity below it.
-    from backtest.book import apply_quote, best_price, new_book
+    from stockbridge.core.book import apply_quote, best_price, new_book
 
     px, qty, nlev, dropped = new_book(1, 8)
     for price in (100.00, 100.05, 99.90):

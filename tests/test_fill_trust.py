@@ -134,8 +134,8 @@ def test_a_cancel_refused_during_a_halt_is_sent_again_and_the_order_counts_meanw
     params = script((T0 - NS, T0 + 200 * MS, ALPHA, 1, 99.95, 5.0, QUOTE))
     _, replay = run(cfg, write_store(tmp_path / "s", rows), params)
     assert replay.fills_frame().height == 0
-    from backtest.engine import I_CANCEL_RETRIES
-    assert replay.state.iv[I_CANCEL_RETRIES] == 1
+    from stockbridge.core.trader import T_CANCEL_RETRIES
+    assert replay.trader.iv[T_CANCEL_RETRIES] == 1
     [o] = replay.orders_frame().to_dicts()  # orders.parquet: the order's whole life at the venue
     assert (o["state"], o["reason"], o["filled"]) == ("cancelled", "user", 0.0)
     assert (o["submit_ts"], o["arrival_ts"]) == (T0, T0 + 10 * MS)

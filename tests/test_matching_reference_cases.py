@@ -79,7 +79,7 @@ def test_level_restated_over_a_stale_opposite_level_removes_it():
     not uncross: the stale ask filled us); fixed on main."""
     # bid 99 x 1; we sell 1 into it at 1 ms (consumed[bid 99] = 1); an ask at 98.5 appears at 2 ms: the
     # data book drops the bid 99 (uncrossed); at 3 ms the data shows bid 99 x 1 again: new lots, and the
-    # ask at 98.5 is now stale (the book is uncrossed: backtest.book); our buy at 4 ms finds no ask
+    # ask at 98.5 is now stale (the book is uncrossed: stockbridge.core.book); our buy at 4 ms finds no ask
     ev = event_rows([dict(kind=KIND_DEPTH, side=1, price=99.0, size=1.0, exch_ts=at(0)),
                      dict(kind=KIND_DEPTH, side=-1, price=98.5, size=5.0, exch_ts=at(2)),
                      dict(kind=KIND_DEPTH, side=1, price=99.0, size=1.0, exch_ts=at(3))])

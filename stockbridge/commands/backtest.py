@@ -94,8 +94,7 @@ def _compile_replay(cfg, data_dir: Path, lo: int, hi: int, spec, params, console
     began = time.perf_counter()
     with console.status("compiling the replay loop (first run after an install or an upgrade; later runs load it from the cache)"):
         replay = Replay(cfg, data_dir, lo, hi + 1, spec.kernel, params.to_array())
-        replay.compile()
-        fn = engine.compiled_run_chunk(np.zeros(0, dtype=EVENT_DTYPE), replay.sim, replay.static, replay.state, replay.params)
+        fn = replay.compile()
     seconds = time.perf_counter() - began
     misses = sum(getattr(fn, "stats", None).cache_misses.values()) if hasattr(fn, "stats") else 1
     verb = "compiled the replay loop" if misses else "loaded the compiled replay loop from the cache"
