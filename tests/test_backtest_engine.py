@@ -31,7 +31,7 @@ from engine_fixtures import (
 )
 
 from backtest import engine as E
-from stockbridge.core.trader import T_DECISIONS, T_MULT
+from stockbridge.core.trader import T_CARRIED, T_DECISIONS, T_MULT, net_delta
 from backtest.runner import WALL_CLOCK_FIELDS
 from backtest.orders import OC_NEXT_ID, REASON_HALTED, REASON_POST_ONLY
 from data.schema import F_BATCH_END, KIND_DEPTH
@@ -100,8 +100,8 @@ def test_maker_fill_waits_for_the_queue_ahead_then_books_rebate_cash_and_positio
     assert s.pos[ALPHA, AAPLX] == pytest.approx(2.0, abs=1e-12)
     assert s.cash[BETA] == s.cash[BROKER] == 25_000.0
     # all reports are in by the last event (T0+400 ms): the known books agree with the true ones
-    assert s.kcash[ALPHA] == pytest.approx(s.cash[ALPHA], abs=1e-9)
-    assert s.kpos[ALPHA, AAPLX] == pytest.approx(2.0, abs=1e-12)
+    assert replay.trader.kcash[ALPHA] == pytest.approx(s.cash[ALPHA], abs=1e-9)
+    assert replay.trader.kpos[ALPHA, AAPLX] == pytest.approx(2.0, abs=1e-12)
     assert summary["fees_paid"] == pytest.approx(-0.01999, abs=1e-12)
     assert summary["pnl_spread_capture"] == pytest.approx((100.0 - 99.95) * 2, abs=1e-9)
 
@@ -215,8 +215,8 @@ def test_hedge_owed_on_friday_evening_waits_for_monday_open_and_trades_to_target
     assert hedge["fee"] == pytest.approx(100.49 * 30 * 0.5e-4, abs=1e-12)  # 0.150735
     s = replay.state
     assert s.pos[BROKER, AAPL] == -30.0
-    assert E.net_delta_of(replay.static, s, False) == pytest.approx(0.4, abs=1e-9)
-    assert s.f[E.F_CARRIED] == 0.0
+    assert net_delta(replay.trader, s.pos) == pytest.approx(0.4, abs=1e-9)
+    assert replay.trader.f[T_CARRIED] == 0.0
     assert summary["fills_hedge"] == 1
 
 
@@ -237,8 +237,8 @@ def test_venue_default_turns_its_balance_into_a_40pct_claim_and_leaves_other_ven
     assert summary["default_loss"] == pytest.approx(0.6 * value, abs=1e-9)
     assert summary["default_loss"] == pytest.approx(14_999.291805, abs=1e-9)
     assert s.cash[BETA] == pytest.approx(9_999.52787, abs=1e-9)
-    assert s.pos[BETA, AAPLX] == 0.0 and s.kpos[BETA, AAPLX] == 0.0
-    assert s.kcash[BETA] == pytest.approx(9_999.52787, abs=1e-9)
+    assert s.pos[BETA, AAPLX] == 0.0 and replay.trader.kpos[BETA, AAPLX] == 0.0
+    assert replay.trader.kcash[BETA] == pytest.approx(9_999.52787, abs=1e-9)
     assert s.cash[ALPHA] == s.cash[BROKER] == 25_000.0
     assert s.pos[ALPHA, AAPLX] == s.pos[BROKER, AAPL] == 0.0
     assert summary["equity_final_raw"] == pytest.approx(50_000.0 + 9_999.52787, abs=1e-9)
@@ -261,8 +261,8 @@ def test_an_order_that_reached_the_venue_before_its_default_trades_and_its_late_
     assert f["tag"].to_list() == ["arb"] * 3 and f["ts"].to_list() == [T0 + 22 * MS] * 3
     assert summary["default_loss"] == pytest.approx(0.6 * (BETA_CASH + 4 * 100.0), abs=1e-9)
     s = replay.state
-    assert s.pos[BETA, AAPLX] == 0.0 and s.kpos[BETA, AAPLX] == 0.0
-    assert s.kcash[BETA] == pytest.approx(s.cash[BETA], abs=1e-9)
+    assert s.pos[BETA, AAPLX] == 0.0 and replay.trader.kpos[BETA, AAPLX] == 0.0
+    assert replay.trader.kcash[BETA] == pytest.approx(s.cash[BETA], abs=1e-9)
     assert s.pos[BROKER, AAPL] == 0.0 and summary["fills_hedge"] == 0
 
 

@@ -23,6 +23,8 @@ float64[MAX_VENUES, 2, MAX_LEVELS, 2] C-contiguous, ``takes`` float64[MAX_TAKES,
 from __future__ import annotations
 
 from numba import from_dtype, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from stockbridge.core.context import CTX_DTYPE
 from stockbridge.core.quoting import finalize_quotes, finalize_takes
@@ -47,3 +49,34 @@ def decide(ctx, params, kernel, quotes, takes):
     n = kernel(ctx, params, quotes, takes)
     finalize_quotes(ctx, quotes)
     return finalize_takes(ctx, takes, n)
+
+
+@intrinsic
+def kernel_at(typingctx, c_addr, jit_addr):
+    """A strategy kernel as a first-class function value, from its two compiled addresses
+    (:func:`kernel_addresses`).
+
+    numba unboxes a dispatcher passed from Python as a ``KERNEL_TYPE`` argument by looking up its
+    compiled addresses in Python on every call: measured 80-130 µs a call, against the few µs of a
+    whole decision. A Python caller that decides often (the live bot) looks them up once and passes
+    the two integers; the value built here is the one that unboxing would have built, without the
+    Python object (which only boxing a function value back to Python needs)."""
+    sig = KERNEL_TYPE(types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        voidptr = context.get_value_type(types.voidptr)
+        fn = cgutils.create_struct_proxy(KERNEL_TYPE)(context, builder)
+        fn.c_addr = builder.inttoptr(args[0], voidptr)
+        fn.py_addr = voidptr(None)
+        fn.jit_addr = builder.inttoptr(args[1], voidptr)
+        return fn._getvalue()
+
+    return sig, codegen
+
+
+def kernel_addresses(kernel) -> tuple[int, int]:
+    """(C wrapper, numba-ABI) addresses of a compiled strategy kernel for :func:`kernel_at`; valid in
+    this process while ``kernel`` lives (keep a reference)."""
+    from numba.experimental.function_type import _get_jit_address, _get_wrapper_address
+
+    return _get_wrapper_address(kernel, KERNEL_SIGNATURE), _get_jit_address(kernel, KERNEL_SIGNATURE)
