@@ -275,7 +275,7 @@ def take_reports(sim, tr, s, now):
         T.report(tr, kind, s.sim_cid[slot], s.rep_i[AUX], s.rep_f[PRICE], s.rep_f[QTY], s.rep_f[FEE], now)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def send_actions(sim, tr, s):
     """Carry out the core's actions in order, each at the local time it was decided: new orders and
     cancels go on their way to the simulated venues (after the order latency). Returns a status; on

@@ -265,7 +265,7 @@ def trade(tr, v, ins, side, price, size, now):
 # fair value and marks
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def fair_at(tr, now):
     """Fair value of one token at ``now`` (quote ccy), into ``f[T_FAIR]`` / ``f[T_FAIR_STD]``; the marks
     our balances are valued at follow it (token at fair, share at its last mid). Computed once per
@@ -306,7 +306,7 @@ def _unstale(tr, w, qty):
     tr.stale_qty[v, side] = max(tr.stale_qty[v, side] - qty, 0.0)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def report(tr, kind, cid, final_state, price, qty, fee, now):
     """A venue's report about our order ``cid``: REP_ACK, REP_FILL (``price``, ``qty``, ``fee`` in quote
     ccy, negative = rebate), REP_DONE (``final_state`` FILLED / CANCELLED / REJECTED) or
