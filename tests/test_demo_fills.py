@@ -8,8 +8,11 @@ filled twice, no fill after a cancel was carried out, every order final.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
+import pytest
 from fill_invariants import check_fills
 
 from data.reader import read_merged
@@ -31,3 +34,14 @@ def test_the_demo_has_no_impossible_fill(run_cli, tmp_path, demo_config_path):
     assert (logged["arrival_ts"] == logged["logged_arrival"]).all()
     problems = check_fills(events, fills, orders, venues=list(cfg.venues), instruments=list(cfg.instruments))
     assert problems == [], "\n".join(problems[:20])
+    # Pinned figures of the demo after the fill fixes (issue 7). Moving the decision cycle into the
+    # trader core (issue 9) left every output identical; a change here is a change of behaviour,
+    # to be explained, never a refactoring.
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["events"], summary["fills"], summary["fills_maker"], summary["fills_hedge"]) == (1_735_473, 21_329, 21_285, 44)
+    assert orders.height == 290_202
+    assert summary["pnl_total"] == pytest.approx(1063.6437038923177, rel=1e-12)
+    assert summary["pnl_spread_capture"] == pytest.approx(1890.6639184511916, rel=1e-12)
+    assert summary["pnl_inventory"] == pytest.approx(-527.2696662517717, rel=1e-12)
+    assert summary["fees_paid"] == pytest.approx(290.25148967800004, rel=1e-12)
+    assert summary["equity_final_after_haircut"] == pytest.approx(95766.37942484277, rel=1e-12)
