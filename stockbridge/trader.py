@@ -23,6 +23,7 @@ from stockbridge.core import cycle
 from stockbridge.core import trader as T
 from stockbridge.core.actions import ACTION_DTYPE, new_actions
 from stockbridge.core.book import new_book
+from stockbridge.core.session_clock import hedge_tables
 from stockbridge.core.context import (
     MAX_LEVELS,
     MAX_VENUES,
@@ -117,6 +118,8 @@ def build_trader(cfg: StockbridgeConfig, tables: MarketTables, start_ns: int, *,
     fill_static_context(ctx, tables)
     sigma0 = cfg.fair_value.prior_annual_vol / np.sqrt(variance_seconds_per_year(tables.sess_weights))
     lpx, lqty, lnlev, ldropped = new_book(nv * ni, book_depth)
+    open_var, close_var, after_close = hedge_tables(tables.sess_boundaries, tables.sess_states, tables.sess_cumvar,
+                                                    tables.sess_weights, tables.hedge_mask)
     zeros = lambda *shape: np.zeros(shape, dtype=np.float64)
     return T.Trader(
         cf=cf, ci=ci, venue_instrument=tables.venue_instrument, quotable=tables.quotable, tick=tables.tick,
@@ -125,8 +128,10 @@ def build_trader(cfg: StockbridgeConfig, tables: MarketTables, start_ns: int, *,
         hours_len=tables.hours_len, sess_boundaries=tables.sess_boundaries, sess_states=tables.sess_states,
         sess_cumvar=tables.sess_cumvar, sess_weights=tables.sess_weights, hedge_mask=tables.hedge_mask,
         mult_times=tables.mult_times, mult_values=tables.mult_values,
+        seg_open_var=open_var, seg_close_var=close_var, seg_after_close=after_close,
         f=f, iv=iv, kpos=zeros(MAX_VENUES, ni), kcash=cash, kavg=zeros(MAX_VENUES, ni),
         krealized=zeros(MAX_VENUES, ni), kfees=zeros(MAX_VENUES), vstatus=np.zeros(MAX_VENUES, dtype=np.int64),
+        hours_k=np.zeros(MAX_VENUES, dtype=np.int64),
         lpx=lpx, lqty=lqty, lnlev=lnlev, ldropped=ldropped, last_update=np.zeros(MAX_VENUES, dtype=np.int64),
         last_trade=np.full((MAX_VENUES, 3), np.nan),
         fair_state=new_fair_state(),

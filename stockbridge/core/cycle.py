@@ -27,7 +27,6 @@ import math
 import numpy as np
 from numba import njit
 
-from stockbridge.core import session_clock as sc
 from stockbridge.core.book import best_price, best_size
 from stockbridge.core.context import BID, MAX_LEVELS
 from stockbridge.core.decide import decide
@@ -81,6 +80,8 @@ from stockbridge.core.trader import (
     fair_at,
     net_delta,
     segment,
+    variance_held_past_close,
+    variance_until_hedge,
     venue_hours_open,
     venue_value,
 )
@@ -286,12 +287,8 @@ def hedge(tr, now, hedge_open):
     # price of leaving delta unhedged: variance until the hedge venue's next close plus the gap after it
     risk_price = 0.0
     if tr.cf[C_HEDGE_GAMMA] > 0.0 and math.isfinite(tr.f[T_SIGMA_SHARE]):
-        t_close = sc.next_close(tr.sess_boundaries, tr.sess_states, tr.hedge_mask, now)
-        if t_close != sc.NO_TIME:
-            hold = (sc.variance_at(tr.sess_boundaries, tr.sess_states, tr.sess_cumvar, tr.sess_weights, t_close)
-                    - sc.variance_at(tr.sess_boundaries, tr.sess_states, tr.sess_cumvar, tr.sess_weights, now)
-                    + sc.variance_until_open(tr.sess_boundaries, tr.sess_states, tr.sess_cumvar, tr.sess_weights,
-                                             tr.hedge_mask, t_close))
+        hold = variance_held_past_close(tr, now)
+        if not math.isnan(hold):
             risk_price = hedge_risk_price(tr.cf[C_HEDGE_GAMMA], tr.f[T_SIGMA_SHARE], hold)
     n = hedge_decision(nd, band, target, open_now, tr.f[T_CARRIED], bid, ask, tr.taker_fee[hv], tr.borrow_rate[hv],
                        tr.cf[C_HEDGE_HOLD_S], tr.lot[hv], tr.kpos[hv, share], risk_price)
@@ -341,8 +338,7 @@ def step(tr, now, params, kernel):
         hedge_open = tr.hedge_mask[session] == 1 and tr.vstatus[hv] == VENUE_OK
     tau = 0.0
     if not hedge_open:
-        tau = gap_tau(sc.variance_until_open(tr.sess_boundaries, tr.sess_states, tr.sess_cumvar, tr.sess_weights,
-                                             tr.hedge_mask, now), tr.cf[C_GAP_Z])
+        tau = gap_tau(variance_until_hedge(tr, now), tr.cf[C_GAP_Z])
     fill_context(tr, now, session, hedge_open, tau)
     n_takes = decide(tr.ctx[0], params, kernel, tr.quotes, tr.takes)
     tr.iv[T_DECISIONS] += 1

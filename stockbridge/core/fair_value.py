@@ -22,7 +22,8 @@ State, float64[FAIR_STATE_SIZE] (``M`` = MAX_VENUES):
 - ``[0]`` last underlying mid, quote ccy per share (NaN: none yet);
 - ``[1]`` its time, ns UTC, stored as float64 (~256 ns resolution, ample for ages);
 - ``[2 + v]`` token venue v's mid, quote ccy per token (NaN: none);
-- ``[2 + M + v]`` the time of that mid, ns UTC.
+- ``[2 + M + v]`` the time of that mid, ns UTC;
+- ``[2 + 2M :]`` work space of venue_consensus (2M values).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from numba import njit
 
 from stockbridge.core.context import MAX_VENUES
 
-FAIR_STATE_SIZE = 2 + 2 * MAX_VENUES
 _MID0 = 2
 _TS0 = 2 + MAX_VENUES
+_SCRATCH0 = 2 + 2 * MAX_VENUES  # work space of venue_consensus (values, weights): no allocation per mark
+FAIR_STATE_SIZE = _SCRATCH0 + 2 * MAX_VENUES
 _LN2 = math.log(2.0)
 
 
@@ -113,14 +115,11 @@ def weighted_median(values, weights, n):
     return values[i]
 
 
-# _nrt=True: it allocates, and the replay engine's allocation-free callers compile with _nrt=False,
-# which a callee would otherwise inherit
-@njit(cache=True, _nrt=True)
+@njit(cache=True)
 def venue_consensus(state, ts, half_life_s):
     """(weighted median of token venue mids, total weight); (NaN, 0) without any venue mid."""
-    buf = np.empty((2, MAX_VENUES))  # one allocation for both: this runs at every off-hours mark
-    values = buf[0]
-    weights = buf[1]
+    values = state[_SCRATCH0:_SCRATCH0 + MAX_VENUES]
+    weights = state[_SCRATCH0 + MAX_VENUES:_SCRATCH0 + 2 * MAX_VENUES]
     n = 0
     for v in range(MAX_VENUES):
         mid = state[_MID0 + v]

@@ -124,3 +124,38 @@ def variances_until_open_of(boundaries, states, cumvar, weights, mask, ts_array)
     for k in range(ts_array.shape[0]):
         out[k] = variance_until_open(boundaries, states, cumvar, weights, mask, ts_array[k])
     return out
+
+
+@njit(cache=True)
+def hedge_tables(boundaries, states, cumvar, weights, mask):
+    """Per segment k, what the decision needs of the hedge venue's sessions, so that a decision at any
+    ts inside segment k (``boundaries[k] <= ts``) needs no search:
+
+    - ``open_var[k]``: variance_at(next_open(ts)) (NaN when open now, inf when it never opens again):
+      variance_until_open(ts) = 0 if NaN, else ``open_var[k] - variance_at(ts)``;
+    - ``close_var[k]``: variance_at(next_close(ts)) (NaN when it never closes), and
+      ``after_close[k]``: variance_until_open(next_close(ts)).
+
+    Each is computed with the functions above at ``ts = boundaries[k]``; next_open / next_close give
+    the same answer anywhere in the segment, so the values are the very numbers those functions return."""
+    n = boundaries.shape[0]
+    open_var = np.empty(n)
+    close_var = np.empty(n)
+    after_close = np.empty(n)
+    for k in range(n):
+        ts = boundaries[k]
+        t_open = next_open(boundaries, states, mask, ts)
+        if t_open == ts:
+            open_var[k] = np.nan
+        elif t_open == NO_TIME:
+            open_var[k] = np.inf
+        else:
+            open_var[k] = variance_at(boundaries, states, cumvar, weights, t_open)
+        t_close = next_close(boundaries, states, mask, ts)
+        if t_close == NO_TIME:
+            close_var[k] = np.nan
+            after_close[k] = np.nan
+        else:
+            close_var[k] = variance_at(boundaries, states, cumvar, weights, t_close)
+            after_close[k] = variance_until_open(boundaries, states, cumvar, weights, mask, t_close)
+    return open_var, close_var, after_close

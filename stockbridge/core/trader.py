@@ -96,9 +96,9 @@ Trader = namedtuple(
         # config (stockbridge.trader.build_trader): never written after the build
         "cf", "ci", "venue_instrument", "quotable", "tick", "lot", "taker_fee", "haircut", "exposure_cap",
         "borrow_rate", "hours_bounds", "hours_open", "hours_len", "sess_boundaries", "sess_states", "sess_cumvar",
-        "sess_weights", "hedge_mask", "mult_times", "mult_values",
+        "sess_weights", "hedge_mask", "mult_times", "mult_values", "seg_open_var", "seg_close_var", "seg_after_close",
         # what we know
-        "f", "iv", "kpos", "kcash", "kavg", "krealized", "kfees", "vstatus",
+        "f", "iv", "kpos", "kcash", "kavg", "krealized", "kfees", "vstatus", "hours_k",
         "lpx", "lqty", "lnlev", "ldropped", "last_update", "last_trade",
         "fair_state", "vol_state",
         # our working orders (stockbridge.core.working) and which of them are the quotes
@@ -183,10 +183,44 @@ def share_prints(tr, state):
 
 @njit(cache=True, inline="always", _nrt=False)
 def venue_hours_open(tr, v, ts):
+    """Venue v trades at ``ts`` by its configured hours (a cursor per venue, searched only when ``ts``
+    leaves the cursor's segment)."""
     n = tr.hours_len[v]
-    k = np.searchsorted(tr.hours_bounds[v, :n], ts, side="right") - 1
-    k = max(k, 0)
+    k = tr.hours_k[v]
+    if ts < tr.hours_bounds[v, k] or (k + 1 < n and ts >= tr.hours_bounds[v, k + 1]):
+        k = max(np.searchsorted(tr.hours_bounds[v, :n], ts, side="right") - 1, 0)
+        tr.hours_k[v] = k
     return tr.hours_open[v, k] == 1
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def variance_until_hedge(tr, now):
+    """Variance-seconds from ``now`` until the hedge venue's next open (0 while open, inf if never):
+    session_clock.variance_until_open from the per-segment tables, without a search."""
+    k = segment(tr, now)
+    if now < tr.sess_boundaries[k]:  # before the table: the tables do not hold
+        return sc.variance_until_open(tr.sess_boundaries, tr.sess_states, tr.sess_cumvar, tr.sess_weights,
+                                      tr.hedge_mask, now)
+    o = tr.seg_open_var[k]
+    if math.isnan(o):
+        return 0.0
+    return o - variance_in(tr, k, now)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def variance_held_past_close(tr, now):
+    """Variance-seconds a position taken at ``now`` stays unhedgeable at the latest: until the hedge
+    venue's next close, plus the gap after it until it opens again (NaN if it never closes)."""
+    k = segment(tr, now)
+    if now < tr.sess_boundaries[k]:
+        t_close = sc.next_close(tr.sess_boundaries, tr.sess_states, tr.hedge_mask, now)
+        if t_close == sc.NO_TIME:
+            return math.nan
+        return (sc.variance_at(tr.sess_boundaries, tr.sess_states, tr.sess_cumvar, tr.sess_weights, t_close)
+                - sc.variance_at(tr.sess_boundaries, tr.sess_states, tr.sess_cumvar, tr.sess_weights, now)
+                + sc.variance_until_open(tr.sess_boundaries, tr.sess_states, tr.sess_cumvar, tr.sess_weights,
+                                         tr.hedge_mask, t_close))
+    return tr.seg_close_var[k] - variance_in(tr, k, now) + tr.seg_after_close[k]
 
 
 @njit(cache=True, inline="always", _nrt=False)
