@@ -55,7 +55,32 @@ class SweepResult:
     progress: Progress
     executor: str
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    search_ids: set[str] = field(default_factory=set)  # the runs a search asked for (not only a fold's test)
+
+    def fit_windows(self) -> list[int]:
+        return sorted({f["fit_window"] for f in self.folds}) if self.folds else []
+
+    def search_sets(self) -> pl.DataFrame:
+        """The sets the search ranked: with walk-forward, the fitting windows' searches only."""
+        if not self.folds or self.rows.height == 0:
+            return self.sets
+        return set_table(self.rows.filter(pl.col("run_id").is_in(list(self.search_ids))), self.sweep)
+
+    def ranked(self) -> pl.DataFrame:
+        """One row per parameter set over the (fitting) windows it ran on, best first: the mean of its
+        per-window objectives (null if any window's is), runs and failures summed, figures averaged."""
+        sets = self.search_sets()
+        if sets.height == 0:
+            return sets
+        keys = [k for k in self.sweep.keys if k in sets.columns]
+        figures = [c for c in ("pnl_after_haircut", "sharpe", "pnl_per_drawdown", "max_drawdown", "fills") if c in sets.columns]
+        agg = (sets.group_by("params", maintain_order=True)
+               .agg(*(pl.col(k).first() for k in keys), pl.col("runs").sum(), pl.col("failed").sum(),
+                    pl.col("objective").mean().alias("_m"), pl.col("objective").null_count().alias("_nulls"),
+                    *(pl.col(f).mean() for f in figures), pl.col("first_run").first(), pl.len().alias("windows"))
+               .with_columns(pl.when(pl.col("_nulls") == 0).then(pl.col("_m")).alias("objective")).drop("_m", "_nulls"))
+        return agg.sort("objective", descending=self.sweep.spec.objective.direction == "maximize", nulls_last=True,
+                        maintain_order=True)
 
 
 def data_fingerprint(data_dir: str | Path) -> str:
@@ -121,6 +146,7 @@ def _run(sweep, data_dir, store, executor, progress_cb, retry_failed, began) -> 
     prog = Progress(total=planner.total)
     objective = sweep.spec.objective.model_dump()
     rows_of_sweep: dict[str, dict[str, Any]] = {}
+    search_ids: set[str] = set()
     queue: deque[dict[str, Any]] = deque()
     waiting: dict[str, list[Run]] = {}  # run_id -> runs (of any planner) waiting for its result
     in_flight: dict[Any, dict[str, Any]] = {}  # executor handle -> task
@@ -155,6 +181,8 @@ def _run(sweep, data_dir, store, executor, progress_cb, retry_failed, began) -> 
             except ConfigError as exc:  # a value drawn inside a range that the config refuses
                 task, refused = _task_stub(sweep, run, windows, fingerprint, objective), f"ConfigError: {exc}"
             run_id = task["run_id"]
+            if not run.role.startswith("test"):
+                search_ids.add(run_id)
             if run_id in waiting:  # asked for twice (a walk-forward test can be the next fold's search run)
                 waiting[run_id].append(run)
                 continue
@@ -207,7 +235,7 @@ def _run(sweep, data_dir, store, executor, progress_cb, retry_failed, began) -> 
     folds = _folds(planner, windows) if isinstance(planner, WalkForwardPlanner) else None
     return SweepResult(sweep=sweep, store=store, rows=rows, sets=set_table(rows, sweep), folds=folds, windows=windows,
                        progress=prog, executor=getattr(executor, "name", type(executor).__name__),
-                       seconds=time.perf_counter() - began)
+                       seconds=time.perf_counter() - began, search_ids=search_ids)
 
 
 def _iso(ns: int) -> str:

@@ -64,7 +64,7 @@ def write_page(path: str | Path, result) -> Path:
     keys = [k for k in sweep.keys if k in rows.columns]
     labels = label_of(keys)
     spec = sweep.spec
-    search_sets = _search_sets(result)
+    search_sets = result.search_sets()
     body = [
         f"<h1>stockbridge sweep: {escape(sweep.name)}</h1>",
         f'<p class="meta">{escape(_meta(result))}</p>',
@@ -72,16 +72,16 @@ def write_page(path: str | Path, result) -> Path:
         f'<p class="note">Objective: {escape(describe_objective(spec))}. '
         + ("Walk-forward: ranked by the mean in-sample objective over the fitting windows. " if result.folds else "")
         + "A set is ranked only when every seed ran with a value.</p>",
-        _sets_table(_overall(search_sets, sweep), keys, labels, spec.report.top),
+        _sets_table(result.ranked(), keys, labels, spec.report.top),
     ]
     charts: list[tuple[str, go.Figure | None]] = []
-    search_rows = rows.filter(pl.col("window").is_in(_fit_windows(result))) if result.folds else rows
+    search_rows = rows.filter(pl.col("window").is_in(result.fit_windows())) if result.folds else rows
     for key in keys:
         charts.append((f"vs-{key}", _vs_param(search_rows, search_sets, key, labels[key], spec)))
     pair = spec.report.heatmap or (keys[:2] if len(keys) >= 2 else None)
     if pair:
         charts.append(("heatmap", _heatmap(search_sets, pair, labels, spec)))
-    charts.append(("top-equity", _top_equity(result, _overall(search_sets, sweep), labels)))
+    charts.append(("top-equity", _top_equity(result, result.ranked(), labels)))
     body.append("<h2>Objective against the swept keys</h2>")
     body += [_block(fid, fig) for fid, fig in charts[:len(keys) + (1 if pair else 0)]]
     body.append(f"<h2>Equity of the best {spec.report.top} parameter sets</h2>")
@@ -111,32 +111,6 @@ def _meta(result) -> str:
     return (f"config {sweep.config_path}; sweep file {sweep.path}; method {sweep.method}; seeds "
             f"{', '.join(map(str, sweep.seeds))}{wf}; {p.unique} runs ({p.executed} run now, {p.unique - p.executed} "
             f"done before, {p.unique_failed} failed) on {result.executor} in {result.seconds:,.1f} s")
-
-
-def _fit_windows(result) -> list[int]:
-    return sorted({f["fit_window"] for f in result.folds})
-
-
-def _search_sets(result) -> pl.DataFrame:
-    """The sets the search ranked: every set without walk-forward, the fitting windows' sets with it."""
-    sets = result.sets
-    if sets.height == 0 or not result.folds:
-        return sets
-    return sets.filter(pl.col("window").is_in(_fit_windows(result)))
-
-
-def _overall(sets: pl.DataFrame, sweep) -> pl.DataFrame:
-    """One row per parameter set over the windows it ran on (the mean objective; null if any is)."""
-    if sets.height == 0:
-        return sets
-    keys = [k for k in sweep.keys if k in sets.columns]
-    figures = [c for c in ("pnl_after_haircut", "sharpe", "max_drawdown", "fills") if c in sets.columns]
-    agg = (sets.group_by("params", maintain_order=True)
-           .agg(*(pl.col(k).first() for k in keys), pl.col("runs").sum(), pl.col("failed").sum(),
-                pl.col("objective").mean().alias("_m"), pl.col("objective").null_count().alias("_nulls"),
-                *(pl.col(f).mean() for f in figures), pl.col("first_run").first(), pl.len().alias("windows"))
-           .with_columns(pl.when(pl.col("_nulls") == 0).then(pl.col("_m")).alias("objective")).drop("_m", "_nulls"))
-    return agg.sort("objective", descending=sweep.spec.objective.direction == "maximize", nulls_last=True, maintain_order=True)
 
 
 def _sets_table(sets: pl.DataFrame, keys: list[str], labels: dict[str, str], top: int) -> str:

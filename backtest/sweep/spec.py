@@ -164,6 +164,10 @@ class Sweep:
         self.seeds: list[int] = list(spec.sweep.seeds) if spec.sweep.seeds else [base.backtest.seed]
         self.keys: list[str] = [*spec.grid, *(k for k in spec.ranges if k not in spec.grid)]
 
+    def section_of(self, key: str) -> str:
+        """``grid.KEY`` or ``ranges.KEY``: where the sweep file sets a key (for error messages)."""
+        return f"grid.{key}" if key in self.spec.grid else f"ranges.{key}" if key in self.spec.ranges else key
+
     @property
     def method(self) -> str:
         return self.spec.sweep.method
@@ -211,11 +215,11 @@ class Sweep:
         """The base config with ``point`` applied, ``backtest.seed = seed`` and, for a walk-forward
         run, ``backtest.start``/``end`` set to the window; validated (ConfigError names the sweep key).
         ``full``: every check of ``stockbridge backtest``; else the config and strategy params models only."""
-        data = apply_point(self.base.model_dump(mode="json"), point, self.path)
+        data = apply_point(self.base.model_dump(mode="json"), point, self.path, self.section_of)
         data["backtest"]["seed"] = seed
         if window is not None:
             data["backtest"]["start"], data["backtest"]["end"] = window
-        return validate_point(data, point, self.path, self.config_path, full=full)
+        return validate_point(data, point, self.path, self.config_path, full=full, section=self.section_of)
 
 
 def iso(ns: int) -> str:
@@ -226,7 +230,7 @@ def iso(ns: int) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-def apply_point(data: dict[str, Any], point: dict[str, Any], sweep_path: str) -> dict[str, Any]:
+def apply_point(data: dict[str, Any], point: dict[str, Any], sweep_path: str, section=lambda key: key) -> dict[str, Any]:
     """A copy of the config dict ``data`` with every dotted key of ``point`` set to its value.
 
     A missing table key is created (the config model then says whether it exists); a list is
@@ -247,19 +251,20 @@ def apply_point(data: dict[str, Any], point: dict[str, Any], sweep_path: str) ->
                     node = node[part]
             elif isinstance(node, list):
                 if not re.fullmatch(r"\d+", part) or int(part) >= len(node):
-                    raise ConfigError(sweep_path, key, f"'{here}': the config has {len(node)} item(s) here; "
-                                                        f"address one by index 0..{len(node) - 1}")
+                    has = (f"{len(node)} item(s): address one by index 0..{len(node) - 1}" if node
+                           else "no items (set the whole list instead)")
+                    raise ConfigError(sweep_path, section(key), f"'{here}': the config has {has}")
                 if last:
                     node[int(part)] = copy.deepcopy(value)
                 else:
                     node = node[int(part)]
             else:
-                raise ConfigError(sweep_path, key, f"'{'.'.join(parts[:depth])}' is a value ({node!r}), not a table")
+                raise ConfigError(sweep_path, section(key), f"'{'.'.join(parts[:depth])}' is a value ({node!r}), not a table")
     return data
 
 
 def validate_point(data: dict[str, Any], point: dict[str, Any], sweep_path: str, config_path: str, *,
-                   full: bool = True) -> StockbridgeConfig:
+                   full: bool = True, section=lambda key: key) -> StockbridgeConfig:
     """Validate a run's config dict; a problem is a ConfigError naming the sweep file and key."""
     from stockbridge.commands.preflight import check_backtest_config
     from strategies import registry
@@ -272,8 +277,11 @@ def validate_point(data: dict[str, Any], point: dict[str, Any], sweep_path: str,
             registry.from_config(cfg, config_path)
     except ConfigError as exc:
         key = _blame(exc.key, point)
-        value = f" = {_short(point[key])}" if key in point else ""
-        raise ConfigError(sweep_path, key or exc.key, f"{key or exc.key}{value}: {exc.message}") from None
+        if not key:
+            raise ConfigError(sweep_path, exc.key, f"{config_path}: {exc.message}") from None
+        inner = "" if exc.key == key else f"{exc.key}: "
+        value = "" if "(got " in exc.message and not inner else f"value {_short(point[key])}: "
+        raise ConfigError(sweep_path, section(key), f"{value}{inner}{exc.message}") from None
     return cfg
 
 

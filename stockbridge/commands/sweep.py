@@ -123,25 +123,24 @@ def _fmt(v, digits: int = 2) -> str:
 
 
 def _print_best(result, console: Console) -> None:
-    from backtest.sweep.page import _overall, _search_sets, label_of, value_text
+    from backtest.sweep.page import label_of, value_text
 
     sweep = result.sweep
     keys = [k for k in sweep.keys if k in result.rows.columns]
     labels = label_of(keys)
-    ranked = _overall(_search_sets(result), sweep)
+    ranked = result.ranked()
     if ranked.height == 0:
         return
     top = ranked.head(sweep.spec.report.top)
-    cols = [Col(k, labels[k]) for k in keys] + [
+    cols = [Col(k, labels[k], justify="right" if result.rows[k].dtype.is_numeric() else "left") for k in keys] + [
         Col("objective", "objective"), Col("pnl_after_haircut", "pnl after hc"), Col("sharpe", "sharpe"),
-        Col("max_drawdown", "max dd"), Col("fills", "fills"), Col("runs", "runs"), Col("failed", "failed")]
+        Col("max_drawdown", "max dd"), Col("fills", "fills")]
     rows = {}
     for i, r in enumerate(top.iter_rows(named=True), 1):
         row = {k: value_text(r[k]) for k in keys}
         for c in ("objective", "pnl_after_haircut", "sharpe", "max_drawdown"):
             row[c] = _fmt(r.get(c))
         row["fills"] = _fmt(r.get("fills"), 0)
-        row["runs"], row["failed"] = str(r["runs"]), str(r["failed"])
         rows[f"#{i}"] = row
     title = "best parameter sets" + (" (in-sample, mean over the fit windows)" if result.folds else "")
     console.print(*fitted_tables(title, "rank", rows, cols, width=min(console.width, WIDTH)))
