@@ -200,7 +200,7 @@ def _heatmap(sets: pl.DataFrame, pair: list[str], labels: dict[str, str], spec) 
             z[ya.index(r[b]), xa.index(r[a])] = r["objective"]
         fig = go.Figure(go.Heatmap(
             x=[value_text(v) for v in xa], y=[value_text(v) for v in ya], z=z, colorscale="Viridis",
-            colorbar=dict(title="objective"), texttemplate="%{z:,.3g}", xgap=2, ygap=2,
+            colorbar=dict(title="objective"), texttemplate=f"%{{z:{_cell_format(z)}}}", xgap=2, ygap=2,
             hovertemplate=f"{escape(labels[a])} %{{x}}<br>{escape(labels[b])} %{{y}}<br>objective %{{z:,.4g}}<extra></extra>"))
         fig.update_xaxes(type="category")
         fig.update_yaxes(type="category")
@@ -208,6 +208,13 @@ def _heatmap(sets: pl.DataFrame, pair: list[str], labels: dict[str, str], spec) 
     fig.update_xaxes(title_text=a)
     fig.update_yaxes(title_text=b)
     return fig
+
+
+def _cell_format(z: np.ndarray) -> str:
+    """d3 format for heatmap cells: whole numbers for large values, else enough decimals."""
+    finite = np.abs(z[np.isfinite(z)])
+    top = float(finite.max()) if finite.size else 0.0
+    return ",.0f" if top >= 100 else ",.2f" if top >= 1 else ",.4f"
 
 
 def _sort_key(v):
@@ -233,6 +240,8 @@ def _top_equity(result, ranked: pl.DataFrame, labels: dict[str, str]) -> go.Figu
     traces = []
     for i, r in enumerate(top.iter_rows(named=True)):
         runs = result.rows.filter((pl.col("params") == r["params"]) & (pl.col("status") == "ok"))
+        if result.folds:  # the fitting windows' runs (a fold's test is in the walk-forward section)
+            runs = runs.filter(pl.col("run_id").is_in(list(result.search_ids)))
         first_seed = runs["seed"].min()
         for j, run in enumerate(runs.filter(pl.col("seed") == first_seed).sort("window", nulls_last=False).iter_rows(named=True)):
             c = _pnl_curve(result, run["run_id"])

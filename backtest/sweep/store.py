@@ -39,7 +39,8 @@ BASE_SCHEMA = {
     "window": pl.Int64, "window_start": pl.String, "window_end": pl.String, "params": pl.String,
     "started_at": pl.Datetime("us", "UTC"), "finished_at": pl.Datetime("us", "UTC"),
     "run_seconds": pl.Float64, "replay_seconds": pl.Float64, "compile_seconds": pl.Float64,
-    "worker": pl.String, "worker_run": pl.Int64, "sharpe_window_s": pl.Float64,
+    "worker": pl.String, "worker_run": pl.Int64, "sharpe_window_s": pl.Float64, "loop": pl.String,
+    "loop_loads": pl.Int64,
 }
 
 

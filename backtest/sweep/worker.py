@@ -46,9 +46,9 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     }
     curve = None
     try:
-        metrics, curve, summary = _backtest(task)
+        metrics, curve, summary, loop = _backtest(task)
         row.update(status="ok", error=None, replay_seconds=summary["wall_seconds"],
-                   compile_seconds=summary.get("compile_seconds"), **metrics)
+                   compile_seconds=summary.get("compile_seconds"), **_loop_identity(loop), **metrics)
         row["objective"] = objective_value(metrics, task["objective"])
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
         last = traceback.extract_tb(exc.__traceback__)[-1:] or [None]
@@ -67,6 +67,15 @@ def objective_value(metrics: dict[str, Any], objective: dict[str, Any]) -> float
     return metrics.get(metric)
 
 
+def _loop_identity(fn) -> dict[str, Any]:
+    """Which compiled replay loop this run used: ``loop`` names the dispatcher object (the same for
+    every run of a worker that compiled once) and ``loop_loads`` how many times it was compiled or
+    loaded from numba's disk cache (1)."""
+    stats = getattr(fn, "stats", None)
+    loads = sum(stats.cache_hits.values()) + sum(stats.cache_misses.values()) if stats is not None else None
+    return {"loop": f"{os.getpid()}:{id(fn):x}" if fn is not None else None, "loop_loads": loads}
+
+
 def _backtest(task: dict[str, Any]):
     from backtest import runner
     from backtest.metrics import column
@@ -78,6 +87,11 @@ def _backtest(task: dict[str, Any]):
     spec, params = registry.from_config(cfg, task["config_path"])
     summary, replay = runner.run_backtest(cfg, task["config_path"], task["data_dir"], None, kernel=spec.kernel,
                                           params=params.to_array(), crosscheck=False, validate=False)
+    from backtest.engine import compiled_run_chunk
+    from data.schema import EVENT_DTYPE
+
+    loop = compiled_run_chunk(np.zeros(0, dtype=EVENT_DTYPE), replay.sim, replay.static, replay.state,
+                                          replay.params)
     series = replay.timeseries_frame()
     ts, raw, cut = column(series, "ts"), column(series, "equity_raw"), column(series, "equity_haircut")
     obj = task["objective"]
@@ -86,4 +100,4 @@ def _backtest(task: dict[str, Any]):
         keep = np.unique(np.r_[np.arange(0, len(ts), -(-len(ts) // MAX_CURVE_POINTS)), len(ts) - 1])
         ts, raw, cut = ts[keep], raw[keep], cut[keep]
     curve = {"ts": np.asarray(ts, dtype=np.int64), "equity_raw": raw, "equity_haircut": cut}
-    return metrics, curve, summary
+    return metrics, curve, summary, loop
