@@ -40,7 +40,7 @@ BASE_SCHEMA = {
     "started_at": pl.Datetime("us", "UTC"), "finished_at": pl.Datetime("us", "UTC"),
     "run_seconds": pl.Float64, "replay_seconds": pl.Float64, "compile_seconds": pl.Float64,
     "worker": pl.String, "worker_run": pl.Int64, "sharpe_window_s": pl.Float64, "loop": pl.String,
-    "loop_loads": pl.Int64,
+    "loop_loads": pl.Int64, "worker_peak_rss_mb": pl.Float64,
 }
 
 

@@ -14,6 +14,7 @@ error, and the sweep carries on.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import time
 import traceback
@@ -57,6 +58,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
         row.update(status="failed", error=f"{type(exc).__name__}: {text[0] if text else ''}{where}"[:500], objective=None)
     row["finished_at"] = _now()
     row["run_seconds"] = time.perf_counter() - began
+    row["worker_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {"row": row, "curve": curve}
 
 
