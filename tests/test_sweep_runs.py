@@ -213,3 +213,43 @@ def test_the_cli_refuses_a_bad_sweep_file_before_running_anything(market, tmp_pa
     assert not (tmp_path / "out").exists()
     res = subprocess.run(_cli("sweep", config, tmp_path / "missing.toml"), capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "missing.toml: cannot read file" in res.stderr
+
+
+def _pool_workers(parent: int) -> list[int]:
+    """Pids of the spawned pool workers of process ``parent`` (not multiprocessing's resource tracker)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+            out.append(int(d.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the pool's workers through /proc")
+def test_a_worker_killed_mid_sweep_costs_a_retry_not_the_sweep(market, tmp_path):
+    config, data = market
+    spec = write(tmp_path / "six.toml", '[sweep]\nseeds = [1, 2, 3]\n[grid]\n"strategy.params.gamma" = [0.01, 0.1]\n')
+    out = tmp_path / "out"
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(_cli("sweep", config, spec, "--out", out, "--data", data, "--workers", "2", "--no-validate"),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not (out.exists() and ResultStore(out).frame().height >= 1):
+                assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "log").read_text()
+                time.sleep(0.05)
+            victims = _pool_workers(proc.pid)
+            assert len(victims) == 2
+            os.kill(victims[0], signal.SIGKILL)
+            assert proc.wait(timeout=300) == 0, (tmp_path / "log").read_text()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    rows = ResultStore(out).frame()
+    assert rows.height == 6 and set(rows["status"]) == {"ok"}, rows.select("status", "error")
+    pids = {int(w.rsplit(":", 1)[1]) for w in rows["worker"]}
+    assert pids - set(victims)  # the runs after the kill went to a fresh pool
