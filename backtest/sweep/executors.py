@@ -55,23 +55,28 @@ class LocalPool:
         self.capacity = workers
         self.name = f"{workers} local worker process{'es' if workers != 1 else ''}"
         self._pool = self._new_pool()
+        self._pool_of: dict[Any, cf.ProcessPoolExecutor] = {}  # future -> the pool it was given to
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, task: dict[str, Any]) -> Any:
-        return self._pool.submit(run_task, task)
+        future = self._pool.submit(run_task, task)
+        self._pool_of[future] = self._pool
+        return future
 
     def wait(self, handles: list[Any], timeout: float | None = None) -> list[tuple[Any, dict | Exception]]:
         done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         out = []
         broken = False
         for f in done:
+            pool = self._pool_of.pop(f, None)
             exc = f.exception()
             if exc is None:
                 out.append((f, f.result()))
             else:
-                broken |= isinstance(exc, cf.process.BrokenProcessPool)
+                # only a future of the current pool can break it (the others went down with an old one)
+                broken |= isinstance(exc, cf.process.BrokenProcessPool) and pool is self._pool
                 out.append((f, WorkerLost(f"worker process died ({type(exc).__name__}: {exc})")))
         if broken:  # a dead worker takes the pool down: start a fresh one for the rest of the sweep
             self._pool.shutdown(wait=False, cancel_futures=True)

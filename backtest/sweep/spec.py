@@ -214,7 +214,8 @@ class Sweep:
                    full: bool = True) -> StockbridgeConfig:
         """The base config with ``point`` applied, ``backtest.seed = seed`` and, for a walk-forward
         run, ``backtest.start``/``end`` set to the window; validated (ConfigError names the sweep key).
-        ``full``: every check of ``stockbridge backtest``; else the config and strategy params models only."""
+        ``full``: every check of ``stockbridge backtest`` (strategy params, venues, calendar); else the
+        config model only (the worker validates the strategy params again before it runs)."""
         data = apply_point(self.base.model_dump(mode="json"), point, self.path, self.section_of)
         data["backtest"]["seed"] = seed
         if window is not None:
@@ -267,14 +268,11 @@ def validate_point(data: dict[str, Any], point: dict[str, Any], sweep_path: str,
                    full: bool = True, section=lambda key: key) -> StockbridgeConfig:
     """Validate a run's config dict; a problem is a ConfigError naming the sweep file and key."""
     from stockbridge.commands.preflight import check_backtest_config
-    from strategies import registry
 
     try:
         cfg = parse_config(data, config_path)
         if full:
             check_backtest_config(cfg, config_path)
-        else:
-            registry.from_config(cfg, config_path)
     except ConfigError as exc:
         key = _blame(exc.key, point)
         if not key:
@@ -420,6 +418,6 @@ def _check(sweep: Sweep) -> None:
         for value in rng.bounds():
             sweep.run_config({key: value}, sweep.seeds[0], None)
     if method == "grid":
-        for point in sweep.grid_points():  # combinations can clash where single values do not
-            sweep.run_config(point, sweep.seeds[0], None)
+        for point in sweep.grid_points():  # combinations can clash where single values do not (config model)
+            sweep.run_config(point, sweep.seeds[0], None, full=False)
 
