@@ -126,6 +126,12 @@ class RayExecutor:
 
 def make_executor(workers: int, ray_address: str | None):
     if ray_address:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            from stockbridge.errors import StockbridgeError
+
+            raise StockbridgeError("--ray: Ray is not installed (pip install 'stockbridge[sweep]')") from None
         return RayExecutor(ray_address, workers)
     if workers <= 1:
         return InlineExecutor()

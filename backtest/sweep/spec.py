@@ -106,9 +106,10 @@ class Range(_Strict):
             return self.choices[int(rng.integers(len(self.choices)))]
         lo, hi = float(self.low), float(self.high)
         if self.int:
-            if self.log:
-                return int(min(hi, max(lo, round(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)) - 0.5)))))
-            return int(rng.integers(int(lo), int(hi) + 1))
+            if self.log:  # log-uniform over [lo, hi + 1), floored: each whole number gets its log-width
+                return int(min(hi, max(lo, math.floor(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)))))))
+            step = int(self.step or 1)
+            return int(lo) + step * int(rng.integers((int(hi) - int(lo)) // step + 1))
         x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if self.log else float(rng.uniform(lo, hi))
         if self.step:
             x = min(hi, lo + round((x - lo) / self.step) * self.step)
