@@ -50,6 +50,19 @@ def value_text(v: Any) -> str:
     return str(v)
 
 
+def choice_label(sweep, key: str, value: Any) -> str | None:
+    """'#N' for a table or list value (a column holds its JSON text): its place in the sweep file's
+    list of values for ``key``, so a terminal table shows a short cell and a legend the value."""
+    if not isinstance(value, str) or value[:1] not in ("[", "{"):
+        return None
+    r = sweep.spec.ranges.get(key)
+    values = sweep.spec.grid.get(key) or (r.choices if r is not None else None) or []
+    for i, v in enumerate(values):
+        if json.dumps(v, sort_keys=True) == value:
+            return f"#{i + 1}"
+    return None
+
+
 def describe_objective(spec) -> str:
     o = spec.objective
     what = {"sharpe": f"Sharpe of {o.window_s:g} s returns (annualised)", "markout": f"fill markout at {o.horizon_s} s",

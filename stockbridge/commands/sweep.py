@@ -122,13 +122,34 @@ def _fmt(v, digits: int = 2) -> str:
     return f"{v:,}"
 
 
+def _cells(result):
+    """A terminal cell per swept value: the value, or '#N' (its place in the sweep file) for a table or list."""
+    from backtest.sweep.page import choice_label, value_text
+
+    return lambda key, v: choice_label(result.sweep, key, v) or value_text(v)
+
+
+def _legend(result, console: Console, rows, keys, labels) -> None:
+    from backtest.sweep.page import choice_label
+
+    seen = {}
+    for r in rows:
+        for k in keys:
+            label = choice_label(result.sweep, k, r.get(k))
+            if label:
+                seen[(k, label)] = r[k]
+    for (k, label), v in seen.items():
+        console.print(f"  {labels[k]} {label} = {v}", soft_wrap=True, highlight=False, markup=False)
+
+
 def _print_best(result, console: Console) -> None:
-    from backtest.sweep.page import label_of, value_text
+    from backtest.sweep.page import label_of
 
     sweep = result.sweep
     keys = [k for k in sweep.keys if k in result.rows.columns]
     labels = label_of(keys)
     ranked = result.ranked()
+    cell = _cells(result)
     if ranked.height == 0:
         return
     top = ranked.head(sweep.spec.report.top)
@@ -137,18 +158,20 @@ def _print_best(result, console: Console) -> None:
         Col("max_drawdown", "max dd"), Col("fills", "fills")]
     rows = {}
     for i, r in enumerate(top.iter_rows(named=True), 1):
-        row = {k: value_text(r[k]) for k in keys}
+        row = {k: cell(k, r[k]) for k in keys}
         for c in ("objective", "pnl_after_haircut", "sharpe", "max_drawdown"):
             row[c] = _fmt(r.get(c))
         row["fills"] = _fmt(r.get("fills"), 0)
         rows[f"#{i}"] = row
     title = "best parameter sets" + (" (in-sample, mean over the fit windows)" if result.folds else "")
     console.print(*fitted_tables(title, "rank", rows, cols, width=min(console.width, WIDTH)))
+    _legend(result, console, [r for r in top.iter_rows(named=True)], keys, labels)
 
 
 def _print_folds(result, console: Console) -> None:
-    from backtest.sweep.page import label_of, value_text
+    from backtest.sweep.page import label_of
 
+    cell = _cells(result)
     keys = [k for k in result.sweep.keys if k in result.rows.columns]
     labels = label_of(keys)
     cols = [Col("fit", "fit window (UTC)", justify="left"), *(Col(k, labels[k]) for k in keys),
@@ -156,10 +179,18 @@ def _print_folds(result, console: Console) -> None:
     rows = {}
     for f in result.folds:
         point = f["point"] or {}
-        rows[str(f["fold"])] = {"fit": _short_span(f["fit"]), **{k: value_text(point[k]) if k in point else "-" for k in keys},
+        rows[str(f["fold"])] = {"fit": _short_span(f["fit"]), **{k: cell(k, _json(point[k])) if k in point else "-" for k in keys},
                                 "is": _fmt(f["in_sample"]), "oos": _fmt(f["out_of_sample"])}
     console.print(*fitted_tables("walk-forward: best set of window i, tested on window i+1", "fold", rows, cols,
                                  width=min(console.width, WIDTH)))
+    _legend(result, console, [{k: _json(v) for k, v in (f["point"] or {}).items()} for f in result.folds], keys, labels)
+
+
+def _json(v):
+    """A fold's point holds values as given; the results' columns hold tables and lists as JSON text."""
+    import json
+
+    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
 
 
 def _short_span(window) -> str:
