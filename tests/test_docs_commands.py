@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,7 @@ def test_inline_command_templates_name_real_commands_and_options(doc, command, r
 def test_fenced_command_lines_run_verbatim(tmp_path):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "demo.toml").write_text(FAST_DEMO)
+    shutil.copy(ROOT / "configs" / "sweep_demo.toml", tmp_path / "configs")  # the README's sweep
     bindir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update(PATH=f"{bindir}{os.pathsep}{env['PATH']}", COLUMNS="100",
