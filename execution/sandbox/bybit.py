@@ -530,7 +530,8 @@ class BybitServer(VenueServer):
 
     def on_order(self, acct: Account, order: Order) -> None:
         self.private_send(acct, "order", {"id": str(uuid.uuid4()), "topic": "order",
-                                          "creationTime": self.clock.wall_ms(order.updated), "data": [self.order_json(order, ws=True)]})
+                                          "creationTime": self.clock.wall_ms(order.updated), "data": [self.order_json(order, ws=True)]},
+                          faulty=False)
 
     def on_fill(self, acct: Account, fill: Fill, order: Order) -> None:
         self.private_send(acct, "execution", {"id": str(uuid.uuid4()), "topic": "execution",

@@ -179,7 +179,9 @@ class VenueServer:
 
     def private_send(self, acct: Account, topic: str, msg: Any, faulty: bool = True) -> None:
         """A private message to every connection of ``acct`` subscribed to ``topic``. ``faulty``: the
-        fill faults (lose / delay) apply to it: order and fill reports, not balance pushes."""
+        fill faults (lose / delay) apply to it: fill reports (executions, own trades), not order
+        status or balance pushes, so a test sees a fill missing from the stream while the order
+        stream and REST still tell the truth."""
         f = self.emu.faults
         targets = [c for c in self.conns if c.account is acct and topic in c.topics]
         if not targets:
