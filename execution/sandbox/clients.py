@@ -33,8 +33,8 @@ def sandbox_urls(ccxt_id: str, sv: SandboxVenue, template: dict) -> dict:
     elif ccxt_id == "kraken":
         def url_for(path: tuple) -> str:
             if path and path[0] == "ws":
-                return u["ws_private"] if "private" in path[1].lower() else u["ws_public"]
-            return u["rest"] + ("/0" if path and path[0] in ("public", "private") else "")
+                return u["ws_private"] if "private" in path[-1].lower() else u["ws_public"]
+            return u["rest"]  # ccxt adds /0/public/... itself
     else:
         raise ValueError(f"no ccxt wiring for {ccxt_id!r}")
     return _override(template, lambda path: url_for(path))
