@@ -18,3 +18,11 @@ async def step_until(sb: Sandbox, done, step_s: float = 5.0, max_steps: int = 40
         await sb.step(step_s)
         await asyncio.sleep(0.005)
     raise AssertionError(f"condition not met after {max_steps} steps of {step_s} s")
+
+
+async def subscribed(server, topic: str, seconds: float = 5.0) -> None:
+    """Wait until some websocket connection of ``server`` is subscribed to ``topic``."""
+    async def wait():
+        while not any(topic in c.topics for c in server.conns):
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(wait(), seconds)
