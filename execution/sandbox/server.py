@@ -53,7 +53,10 @@ class Conn:
             if self.ws.closed:
                 return
             try:
-                await self.ws.send_str(msg if isinstance(msg, str) else json.dumps(msg))
+                if isinstance(msg, bytes):
+                    await self.ws.send_bytes(msg)  # msgpack frames (Alpaca market data)
+                else:
+                    await self.ws.send_str(msg if isinstance(msg, str) else json.dumps(msg))
             except (ConnectionResetError, RuntimeError):
                 return
 
