@@ -34,9 +34,9 @@ def _global_options(
 
 
 def _register_all() -> None:
-    from stockbridge.commands import backtest, config, data_convert, data_synth, strategies
+    from stockbridge.commands import backtest, config, data_convert, data_synth, sandbox, strategies
 
-    for module in (config, strategies, backtest):
+    for module in (config, strategies, backtest, sandbox):
         module.register(app)
     for module in (data_convert, data_synth):
         module.register(data_app)
