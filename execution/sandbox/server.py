@@ -142,7 +142,7 @@ class VenueServer:
     def on_balance(self, acct: Account) -> None: ...
 
     def on_fault(self, rec: FaultRecord) -> None:
-        log.warning("sandbox %s fault at %d: %s %s", self.emu.name, rec.wall_ns, rec.kind, rec.params)
+        log.warning("sandbox %s: fault %s %s set (data time %d ns)", self.emu.name, rec.kind, rec.params, rec.data_ns)
         if rec.kind == "drop_ws":
             scope = rec.params.get("scope", "all")
             for c in list(self.conns):

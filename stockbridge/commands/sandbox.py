@@ -101,8 +101,7 @@ def faults(
     base = running[venue]["control"]
     console = Console(width=max(Console().width, 100))
     if kind == "list":
-        with urllib.request.urlopen(f"{base}/sandbox/faults", timeout=10) as r:
-            log = json.loads(r.read())
+        log = _call(urllib.request.Request(f"{base}/sandbox/faults"), kind, state)
         table = Table(title=f"faults set on {venue}", title_justify="left")
         for col in ("wall time", "data time", "kind", "params"):
             table.add_column(col)
@@ -118,12 +117,20 @@ def faults(
         body[k] = json.loads(v) if v.replace(".", "", 1).lstrip("-").isdigit() else v
     req = urllib.request.Request(f"{base}/sandbox/faults", data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
+    rec = _call(req, kind, state)
+    console.print(f"{venue}: {rec['kind']} {json.dumps(rec['params'])} set at {_iso(rec['wall_ns'])} (data time {_iso(rec['data_ns'])})")
+
+
+def _call(req: urllib.request.Request, kind: str, state: Path):
+    """One control-API call; its refusal or a dead sandbox as a one-line error."""
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            rec = json.loads(r.read())
+            return json.loads(r.read())
     except urllib.error.HTTPError as exc:
-        raise ConfigError(f"{base}/sandbox/faults", kind, json.loads(exc.read()).get("error", str(exc))) from None
-    console.print(f"{venue}: {rec['kind']} {json.dumps(rec['params'])} set at {_iso(rec['wall_ns'])} (data time {_iso(rec['data_ns'])})")
+        raise ConfigError(req.full_url, kind, json.loads(exc.read()).get("error", str(exc))) from None
+    except urllib.error.URLError as exc:
+        raise ConfigError(str(state), None, f"the sandbox at {req.full_url} does not answer ({exc.reason}); "
+                                            "is it still running? (a stale state file?)") from None
 
 
 def register(app: typer.Typer) -> None:
