@@ -50,7 +50,7 @@ class Order:
 
     order_id: str
     client_id: str
-    key: str             # API key of its account (never logged)
+    key: str = field(repr=False)  # API key of its account (never logged)
     symbol: str          # the venue's market id
     side: str            # 'buy' / 'sell'
     order_type: str      # 'limit' / 'market'

@@ -103,7 +103,7 @@ class VenueEmulator:
         self._order_id = order_id
         self._trade_id = trade_id
         self._fee_rule = fee_rule
-        self._by_sim: dict[tuple[str, int], tuple[Account, Order]] = {}
+        self._by_sim: dict[tuple[str, int], tuple[Account, Order]] = {}  # live orders by (market, sim order id)
         self._exec_seq = itertools.count(1)
         self.sessions = sessions  # stockbridge.sessions.SessionCalendar for venues with equity hours
         self.fills: list[Fill] = []  # every fill of every account, in order (the venue's ledger)
@@ -135,11 +135,10 @@ class VenueEmulator:
         """(bids, asks) best first as the venue shows them: the matching's book plus our resting orders."""
         bids, asks = m.sim.book()
         own: dict[tuple[int, float], float] = {}
-        for acct in self.accounts.values():
-            for o in acct.orders.values():
-                if o.symbol == m.id and not o.is_final and o.slot >= 0 and o.order_type == "limit" and o.leaves > 0:
-                    s = 0 if o.side == "buy" else 1
-                    own[(s, o.price)] = own.get((s, o.price), 0.0) + o.leaves
+        for (mid, _), (_, o) in self._by_sim.items():  # live orders only: the book is shown every step
+            if mid == m.id and not o.is_final and o.slot >= 0 and o.order_type == "limit" and o.leaves > 0:
+                s = 0 if o.side == "buy" else 1
+                own[(s, o.price)] = own.get((s, o.price), 0.0) + o.leaves
         if own:
             sides = [dict(bids), dict(asks)]
             for (s, p), q in own.items():

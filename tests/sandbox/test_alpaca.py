@@ -9,7 +9,7 @@ import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
-from sandbox_helpers import step_until, subscribed, within
+from sandbox.sandbox_helpers import step_until, subscribed, within
 
 from execution.sandbox.clients import alpaca_clients
 from stockbridge.sessions import REGULAR

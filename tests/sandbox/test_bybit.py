@@ -9,7 +9,7 @@ import asyncio
 
 import ccxt
 import pytest
-from sandbox_helpers import step_until, within
+from sandbox.sandbox_helpers import step_until, within
 
 from execution.sandbox.clients import ccxt_exchange
 
@@ -250,3 +250,22 @@ async def test_errors_map_to_ccxt_exception_classes(bybit, sb_cfg):
             await within(5, other.watch_orders(SYMBOL))
         finally:
             await other.close()
+
+
+async def test_keys_and_secrets_stay_out_of_reprs_logs_and_errors(bybit, sb_cfg, caplog):
+    sb, sv, ex = bybit
+    bid = sv.emu.book(sv.emu.markets[MID])[0][0][0]
+    await within(5, ex.create_order(SYMBOL, "limit", "buy", 1.0, bid - 1, {"clientOrderId": "k"}))
+    sv.fault("rate_limit", count=1)
+    with pytest.raises(ccxt.RateLimitExceeded) as err:
+        await within(5, ex.fetch_balance())
+    bad = ccxt_exchange(sb_cfg.venues["bybit"], sv, timeout=3000)
+    bad.secret = "0" * len(sv.secret)
+    try:
+        with pytest.raises(ccxt.AuthenticationError) as auth:
+            await within(5, bad.fetch_balance())
+    finally:
+        await bad.close()
+    shown = " ".join([repr(sv.account), repr(list(sv.account.orders.values())), repr(sv), caplog.text,
+                      str(err.value), str(auth.value)])
+    assert sv.api_key not in shown and sv.secret not in shown

@@ -10,7 +10,7 @@ import time
 import aiohttp
 import ccxt
 import pytest
-from sandbox_helpers import step_until, within
+from sandbox.sandbox_helpers import step_until, within
 
 from execution.sandbox.clients import ccxt_exchange
 

@@ -9,7 +9,7 @@ import zlib
 import aiohttp
 import ccxt
 import pytest
-from sandbox_helpers import step_until, subscribed, within
+from sandbox.sandbox_helpers import step_until, subscribed, within
 
 from execution.sandbox.clients import ccxt_exchange
 
