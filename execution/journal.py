@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS orders (
     instrument TEXT NOT NULL,
     symbol TEXT NOT NULL,
     side INTEGER NOT NULL,
-    price REAL NOT NULL,
+    price REAL,
     qty REAL NOT NULL,
     tag TEXT NOT NULL,
     venue_order_id TEXT,
