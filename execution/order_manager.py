@@ -749,6 +749,24 @@ class OrderManager:
                 n += self.on_trade(venue, td)
         return n
 
+    async def check_live(self, venue: int) -> int:
+        """REST check of ``venue``'s resting orders (on a timer, after a stream reconnect): every order
+        we hold live that the venue does not list as open is looked up (its end may have been on a
+        stream message we missed). Returns how many were looked up."""
+        link = self.venues[venue]
+        live = [o for o in self.orders.values() if o.venue == venue and o.state in LIVE]
+        if not live:
+            return 0
+        listed: set[str] = set()
+        for symbol in sorted({o.symbol for o in live}):
+            for od in await asyncio.wait_for(link.adapter.fetch_open_orders(symbol), self.call_timeout_s):
+                self.on_order(venue, od)
+                listed.update(str(x) for x in (od.get("clientOrderId"), od.get("id")) if x is not None)
+        missing = [o for o in live if o.state in LIVE and o.client_id not in listed and o.venue_order_id not in listed]
+        for o in missing:
+            await self.lookup(o)
+        return len(missing)
+
     async def poll(self) -> None:
         """Housekeeping the runner calls on a timer: look up unknown orders that are due and orders
         whose cancel failed without a clear answer; fetch fills that the streams have not delivered
