@@ -95,7 +95,7 @@ class LiveConfig(Strict):
     call_timeout_ms: float = Field(default=10_000.0, gt=0, description="a venue call with no answer after this long is abandoned and its order is unknown until looked up, ms")
     unknown_order_grace_ms: float = Field(default=3_000.0, ge=0, description="an unknown order may be declared absent only this long after its call failed, ms")
     lookup_interval_ms: float = Field(default=1_000.0, gt=0, description="first retry of a lookup that could not answer (doubling up to 16x), ms")
-    guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig, description="risk guard thresholds (execution.guards)")
     venues: dict[str, LiveVenueConfig] = Field(default_factory=dict, description="per venue: environment variable names of its keys (sandbox = true needs none)")
 
     @field_validator("journal")
