@@ -1,0 +1,129 @@
+"""What the order manager needs from a venue: ccxt's unified vocabulary, as a typing.Protocol.
+
+A ccxt.pro exchange object satisfies :class:`VenueAdapter` as it is (same method names and
+signatures, ccxt's unified order and trade dicts, ccxt's exceptions); the broker adapter (alpaca-py)
+and the loopback emulators are written to the same shape. Nothing here knows a particular venue.
+
+Errors are ccxt's exception classes, because what the order manager does next depends on whether
+the venue *answered* or not:
+
+- ``ccxt.NetworkError`` (``RequestTimeout``, ``ExchangeNotAvailable``, ``DDoSProtection``,
+  ``RateLimitExceeded``) and any exception that is not a ``ccxt.BaseError`` (a dropped socket, our
+  own ``asyncio.TimeoutError``): the request may or may not have reached the matching engine, so the
+  outcome is unknown (:func:`is_definite_refusal` is False);
+- ``ccxt.ExchangeError`` and its subclasses (``InvalidOrder``, ``InsufficientFunds``,
+  ``OrderNotFound``, ...): the venue answered and said no.
+
+Units at this boundary are ccxt's: ``amount`` in base units (tokens, shares), ``price`` in quote
+currency, ``timestamp`` in ms since the epoch UTC. The order manager converts to ns UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import ccxt
+
+MS = 1_000_000  # ns per ms
+
+# ccxt's unified order statuses (Order['status'])
+STATUS_OPEN = "open"
+STATUS_CLOSED = "closed"      # nothing rests any more; fully filled unless filled < amount (e.g. Bybit PartiallyFilledCanceled)
+STATUS_CANCELED = "canceled"
+STATUS_EXPIRED = "expired"
+STATUS_REJECTED = "rejected"
+
+
+@runtime_checkable
+class VenueAdapter(Protocol):
+    """The methods of a ccxt(.pro) exchange the order manager calls (all coroutines).
+
+    ``create_order`` is sent with ``params`` holding ``clientOrderId`` (our client order id text),
+    ``timeInForce`` ("GTC" / "IOC") and ``postOnly`` (bool). It returns a unified order dict (at least
+    ``id``; ``status`` when the venue said it) or raises.
+
+    ``fetch_order`` is called with the client id in ``params`` (see :attr:`VenueLink.client_id_params`)
+    and must raise ``ccxt.OrderNotFound`` when the venue has no such order: that answer, together
+    with ``fetch_open_orders`` and ``fetch_my_trades`` not showing it, is what lets an order whose
+    create call was lost be declared absent.
+    """
+
+    async def create_order(self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
+                           params: dict = {}) -> dict[str, Any]: ...
+
+    async def cancel_order(self, id: str, symbol: str | None = None, params: dict = {}) -> dict[str, Any]: ...
+
+    async def fetch_order(self, id: str, symbol: str | None = None, params: dict = {}) -> dict[str, Any]: ...
+
+    async def fetch_open_orders(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,
+                                params: dict = {}) -> list[dict[str, Any]]: ...
+
+    async def fetch_my_trades(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,
+                              params: dict = {}) -> list[dict[str, Any]]: ...
+
+    async def fetch_balance(self, params: dict = {}) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class StreamingVenueAdapter(VenueAdapter, Protocol):
+    """A venue with private streams (ccxt.pro): each call returns the updates since the last one."""
+
+    async def watch_orders(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,
+                           params: dict = {}) -> list[dict[str, Any]]: ...
+
+    async def watch_my_trades(self, symbol: str | None = None, since: int | None = None, limit: int | None = None,
+                              params: dict = {}) -> list[dict[str, Any]]: ...
+
+
+def _client_id_params(text: str) -> dict[str, Any]:
+    return {"clientOrderId": text}
+
+
+@dataclass(frozen=True)
+class VenueLink:
+    """One configured venue as the order manager sees it.
+
+    ``name``: the config's venue name (journal, logs); ``adapter``: the exchange object;
+    ``symbols``: instrument id (the core's) -> the venue's unified symbol ("AAPLX/USDT");
+    ``instrument_names``: instrument id -> the config's instrument name; ``quote_currency`` and
+    ``base_currency`` per instrument id convert a fee charged in the base asset into quote currency;
+    ``client_id_params``: the ``params`` that make ``fetch_order`` find an order by our client id at
+    this venue (ccxt's ``clientOrderId`` by default; e.g. ``{"orderLinkId": ..., "acknowledged": True}``
+    for Bybit v5).
+    """
+
+    name: str
+    adapter: VenueAdapter
+    symbols: Mapping[int, str]
+    instrument_names: Mapping[int, str]
+    base_currency: Mapping[int, str] = field(default_factory=dict)
+    quote_currency: Mapping[int, str] = field(default_factory=dict)
+    client_id_params: Callable[[str], dict[str, Any]] = _client_id_params
+
+
+def is_definite_refusal(exc: BaseException) -> bool:
+    """True if ``exc`` is the venue's own "no" (the request reached it and was refused); False when
+    we cannot know whether it reached the venue (network errors, timeouts, anything not ccxt's)."""
+    return isinstance(exc, ccxt.ExchangeError)
+
+
+def ms_to_ns(ms: float | int | None) -> int | None:
+    """ccxt's ms timestamp -> ns UTC (None stays None)."""
+    return None if ms is None else int(ms) * MS
+
+
+def mentions_client_id(item: Mapping[str, Any], text: str) -> bool:
+    """Whether a unified order or trade dict belongs to client id ``text``: its ``clientOrderId``,
+    or, for trades (ccxt's unified trade has no client id), any top-level value of the venue's raw
+    ``info`` equal to it (Bybit ``orderLinkId``, Kraken ``cl_ord_id``, Alpaca ``client_order_id``).
+    Our ids are 15 characters of [0-9a-z] starting "sb": an exact match is not a coincidence."""
+    if item.get("clientOrderId") == text:
+        return True
+    info = item.get("info")
+    return isinstance(info, Mapping) and any(v == text for v in info.values())
+
+
+__all__ = ["MS", "STATUS_CANCELED", "STATUS_CLOSED", "STATUS_EXPIRED", "STATUS_OPEN", "STATUS_REJECTED",
+           "StreamingVenueAdapter", "VenueAdapter", "VenueLink", "is_definite_refusal", "mentions_client_id", "ms_to_ns"]
