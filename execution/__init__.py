@@ -1,6 +1,6 @@
-"""Live trading (asyncio + uvloop, ccxt venues, order manager, SQLite journal, sandbox emulators).
-
-The package exists so the distribution's top-level layout is complete; it holds no code yet.
+"""Live trading: the venue adapter protocol (venue), the order manager (one state machine per order,
+by client id), the SQLite journal, the risk guards, and the sandbox emulators (sandbox/). The runner
+that wires them to the trader core and the venues (`stockbridge live`) is not built yet.
 """
 
 import stockbridge  # noqa: F401  (first: points numba's cache at the user cache dir, stockbridge/_cache.py)

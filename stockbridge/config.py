@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from stockbridge.errors import ConfigError
 from stockbridge.instruments import Instrument, InstrumentKind, Strict, Venue, VenueKind, to_ns
+from stockbridge.live_config import LiveConfig
 
 
 class SessionWeights(Strict):
@@ -89,14 +90,6 @@ class BacktestConfig(Strict):
     scenarios: tuple[ScenarioConfig, ...] = Field(default=())
 
 
-class LiveConfig(Strict):
-    sandbox: bool = Field(default=True, description="trade against sandboxes/emulators; real money needs --live")
-    journal: str = Field(default="stockbridge-journal.sqlite", description="SQLite journal path")
-    stale_data_ms: float = Field(default=5_000, gt=0, description="stop quoting a venue whose data is older, ms")
-    max_orders_per_second: float = Field(default=5, gt=0)
-    max_drawdown: float = Field(default=5_000, gt=0, description="kill switch, quote currency")
-
-
 class SynthConfig(Strict):
     """Parameters of the synthetic market generator (`stockbridge data synth`)."""
 
@@ -137,6 +130,9 @@ class StockbridgeConfig(Strict):
                     raise _KeyedError("strategy.quote_venues", f"unknown venue '{v}' (known: {', '.join(self.venues)})")
             if self.strategy.instrument is not None and self.strategy.instrument not in self.instruments:
                 raise _KeyedError("strategy.instrument", f"unknown instrument '{self.strategy.instrument}'")
+        for vname in self.live.venues:
+            if vname not in self.venues:
+                raise _KeyedError(f"live.venues.{vname}", f"unknown venue (known: {', '.join(self.venues)})")
         for i, sc in enumerate(self.backtest.scenarios):
             if sc.venue not in self.venues:
                 raise _KeyedError(f"backtest.scenarios.{i}.venue", f"unknown venue '{sc.venue}'")
