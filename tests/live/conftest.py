@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from live_rig import Rig  # noqa: E402
+from live.live_rig import Rig
 
 
 @pytest.fixture

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from scripted_venue import RecordingCore, ScriptedVenue  # noqa: E402
-
-from execution.journal import Journal  # noqa: E402
-from execution.order_manager import OrderManager  # noqa: E402
-from execution.venue import VenueLink  # noqa: E402
-from stockbridge.core.actions import new_actions  # noqa: E402
-from stockbridge.core.order_codes import ACT_CANCEL, ACT_NEW, GTC, TAG_QUOTE  # noqa: E402
+from execution.journal import Journal
+from execution.order_manager import OrderManager
+from execution.venue import VenueLink
+from live.scripted_venue import RecordingCore, ScriptedVenue
+from stockbridge.core.actions import new_actions
+from stockbridge.core.order_codes import ACT_CANCEL, ACT_NEW, GTC, TAG_QUOTE
 
 NS = 1_000_000_000
 MS = 1_000_000

@@ -4,12 +4,11 @@ the venues report, the drawdown kill switch, and what each guard shows."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from live_rig import MS, NS, T0, cancel, cid, new
 
 from execution.guards import BalanceGuard, DrawdownGuard, Guards, RateGuard, TokenBucket
+from live.live_rig import MS, NS, T0, cancel, cid, new
 from stockbridge.core.order_codes import ACT_CANCEL, ACT_NEW
 
 ALPHA, BETA = 0, 1

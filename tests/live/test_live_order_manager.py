@@ -9,11 +9,17 @@ import math
 
 import ccxt
 import pytest
-import scripted_venue as sv
-from live_rig import ALPHA, MS, NS, SYMBOL, Rig, cancel, cid, new
 
-from execution.order_manager import FINAL, TRANSITIONS, IllegalTransition, Order, OrderState
+import live.scripted_venue as sv
+from execution.order_manager import (
+    FINAL,
+    TRANSITIONS,
+    IllegalTransition,
+    Order,
+    OrderState,
+)
 from execution.venue import StreamingVenueAdapter, VenueAdapter
+from live.live_rig import ALPHA, MS, NS, SYMBOL, Rig, cancel, cid, new
 from stockbridge.core.order_codes import (
     CANCELLED,
     FILLED,

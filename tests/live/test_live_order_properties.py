@@ -18,11 +18,11 @@ from collections import Counter
 import ccxt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from live_rig import ALPHA, NS, SYMBOL, Clock, cid, link, new
-from scripted_venue import RecordingCore
 
 from execution.journal import Journal
 from execution.order_manager import OrderManager, OrderState
+from live.live_rig import ALPHA, NS, SYMBOL, Clock, cid, link, new
+from live.scripted_venue import RecordingCore
 from stockbridge.core.order_codes import CANCELLED, FILLED, REP_ACK, REP_DONE, REP_FILL
 from stockbridge.trader import cid_text
 

@@ -5,13 +5,24 @@ working orders follow (config: tests/engine_fixtures, alpha quotes AAPLx)."""
 from __future__ import annotations
 
 import pytest
-import scripted_venue as sv
-from engine_fixtures import AAPLX, ALPHA, BETA, BROKER, MS, NS, QUOTE, T0, make_config, script, script_kernel
-from live_rig import Clock
+from engine_fixtures import (
+    AAPLX,
+    ALPHA,
+    BETA,
+    BROKER,
+    NS,
+    QUOTE,
+    T0,
+    make_config,
+    script,
+    script_kernel,
+)
 
+import live.scripted_venue as sv
 from execution.journal import Journal
 from execution.order_manager import OrderManager, OrderState, core_marks
 from execution.venue import VenueLink
+from live.live_rig import Clock
 from stockbridge.core.order_codes import ACT_CANCEL, ACT_NEW
 from stockbridge.tables import build_tables
 from stockbridge.trader import TraderCore, build_trader, cid_prefix, cid_text
