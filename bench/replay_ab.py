@@ -27,7 +27,7 @@ def child(tree: str, data: str, cadence_ms: float, max_events: float) -> None:
     import time
 
     from backtest.runner import Replay
-    from data.reader import clock_offsets, read_merged, store_extent
+    from data import reader
     from stockbridge.config import load_config
     from strategies import registry
 
@@ -38,9 +38,16 @@ def child(tree: str, data: str, cadence_ms: float, max_events: float) -> None:
     })
     spec, params = registry.from_config(cfg, "demo")
     root = Path(data)
-    lo, hi, _ = store_extent(root, cfg)
+    if hasattr(reader, "store_extent"):
+        lo, hi = reader.store_extent(root, cfg)[:2]
+    else:  # trees before data.reader.store_extent
+        from backtest.runner import data_extent
+
+        lo, hi = data_extent(root, cfg.venue_ids())[:2]
+    # trees before the venues' clock offsets (issue 7) read the store without them
+    extra = {"clock_offset_ms": reader.clock_offsets(cfg)} if hasattr(reader, "clock_offsets") else {}
     chunks, n = [], 0
-    for c in read_merged(root, cfg.venue_ids(), cfg.instrument_ids(), lo, hi + 1, clock_offset_ms=clock_offsets(cfg)):
+    for c in reader.read_merged(root, cfg.venue_ids(), cfg.instrument_ids(), lo, hi + 1, **extra):
         chunks.append(c)
         n += len(c)
         if n >= max_events:
