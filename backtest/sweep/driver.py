@@ -179,7 +179,7 @@ def _run(sweep, data_dir, store, executor, progress_cb, retry_failed, began) -> 
             try:
                 task = _task(sweep, run, windows, data_dir, fingerprint, objective)
             except ConfigError as exc:  # a value drawn inside a range that the config refuses
-                task, refused = _task_stub(sweep, run, windows, fingerprint, objective), f"ConfigError: {exc}"
+                task, refused = _refused_task(sweep, run, windows, fingerprint, objective), f"ConfigError: {exc}"
             run_id = task["run_id"]
             if not run.role.startswith("test"):
                 search_ids.add(run_id)
@@ -259,7 +259,7 @@ def _task(sweep: Sweep, run: Run, windows, data_dir: Path, fingerprint: str, obj
     }
 
 
-def _task_stub(sweep: Sweep, run: Run, windows, fingerprint: str, objective: dict) -> dict[str, Any]:
+def _refused_task(sweep: Sweep, run: Run, windows, fingerprint: str, objective: dict) -> dict[str, Any]:
     """What a refused run is recorded under: its point, seed and window (it has no config)."""
     bounds = windows[run.window] if run.window is not None else None
     ident = run_id_of({"refused": point_key(run.point), "seed": run.seed, "window": bounds}, fingerprint)

@@ -15,6 +15,7 @@ finished with a value (a set with a failed seed is not ranked).
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,18 +53,19 @@ class SetResult:
         return sum(values) / len(values)
 
 
-class Planner:
+class Planner(ABC):
+    """What runs to do next: ``take`` the next batch, ``deliver`` each finished row, ``done`` at the end."""
     total: int = 0
 
-    def take(self) -> list[Run]:
-        raise NotImplementedError
+    @abstractmethod
+    def take(self) -> list[Run]: ...
 
-    def deliver(self, run: Run, row: dict[str, Any]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def deliver(self, run: Run, row: dict[str, Any]) -> None: ...
 
     @property
-    def done(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def done(self) -> bool: ...
 
 
 class FixedPlanner(Planner):

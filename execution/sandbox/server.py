@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from abc import ABC, abstractmethod
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -61,7 +62,7 @@ class Conn:
                 return
 
 
-class VenueServer:
+class VenueServer(ABC):
     """Base of the per-venue servers: subclasses add routes and translate listener calls to messages."""
 
     kind = "venue"
@@ -124,9 +125,9 @@ class VenueServer:
     def urls(self) -> dict[str, str]:
         return {"rest": self.http_url, "ws": self.ws_url}
 
-    # -- to override --
-    def add_routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+    # -- each venue's server defines these --
+    @abstractmethod
+    def add_routes(self, app: web.Application) -> None: ...
 
     def rate_limit_response(self) -> web.Response:
         return web.json_response({"error": "rate limit"}, status=429)
@@ -217,8 +218,8 @@ class VenueServer:
                 c.writer.cancel()
         return ws
 
-    async def on_ws_message(self, c: Conn, data: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def on_ws_message(self, c: Conn, data: Any) -> None: ...
 
     async def on_ws_garbage(self, c: Conn, text: str) -> None:
         pass

@@ -82,8 +82,8 @@ def test_the_latest_balance_per_asset_is_read_back(tmp_path):
 def test_the_live_fill_log_has_the_backtest_fill_log_columns_and_dtypes(tmp_path):
     from backtest.runner import Replay
 
-    stub = SimpleNamespace(fills=[], marks=[], tables=SimpleNamespace(venue_names=("alpha",), instrument_names=("AAPLx",)))
-    backtest_schema = dict(Replay.fills_frame(stub).schema)
+    no_fills = SimpleNamespace(fills=[], marks=[], tables=SimpleNamespace(venue_names=("alpha",), instrument_names=("AAPLx",)))
+    backtest_schema = dict(Replay.fills_frame(no_fills).schema)
     assert dict(FILLS_SCHEMA) == backtest_schema
     with Journal(tmp_path) as j:
         j.record_fill(fill("T1", venue_ns=None, arrival_ns=None, fair=None, multiplier=math.nan))
