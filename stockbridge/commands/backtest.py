@@ -20,6 +20,7 @@ from rich.table import Table
 
 from stockbridge.commands.preflight import check_backtest_config, fee_warnings
 from stockbridge.commands.tables_fit import WIDTH, Col, fitted_tables, legend
+from stockbridge.commands.tables_fit import fmt_value as _fmt
 from stockbridge.config import load_config
 from stockbridge.errors import DataError
 
@@ -85,11 +86,7 @@ def _compile_replay(cfg, data_dir: Path, lo: int, hi: int, spec, params, console
     ``run_backtest`` then finds the loop already compiled in this process."""
     import time
 
-    import numpy as np
-
-    from backtest import engine
     from backtest.runner import Replay
-    from data.schema import EVENT_DTYPE
 
     began = time.perf_counter()
     with console.status("compiling the replay loop (first run after an install or an upgrade; later runs load it from the cache)"):
@@ -206,14 +203,6 @@ SESSION_COLS = {
     "quoted_spread_bps_median": Col("quoted_spread_bps_median", "ours bps", "median quoted spread, ours and the market's, bps"),
     "market_spread_bps_median": Col("market_spread_bps_median", "mkt bps"),
 }
-
-
-def _fmt(v, digits: int = 2) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return f"{v:,}"
 
 
 def print_summary(s: dict, console: Console) -> None:

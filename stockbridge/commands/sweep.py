@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from stockbridge.commands.tables_fit import WIDTH, Col, fitted_tables
+from stockbridge.commands.tables_fit import fmt_value as _fmt
 from stockbridge.config import load_config
 
 
@@ -112,14 +113,6 @@ def _plan_line(spec) -> str:
         n = s.walk_forward.windows or len(s.walk_forward.bounds) - 1
         wf = f", walk-forward over {n} windows ({n - 1} folds: fit on window i, test on i+1)"
     return f"sweep {spec.name}: {what} {seeds}{wf}; objective: {describe_objective(s)}"
-
-
-def _fmt(v, digits: int = 2) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return f"{v:,}"
 
 
 def _cells(result):

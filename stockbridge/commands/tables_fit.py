@@ -62,3 +62,12 @@ def legend(cols: Sequence[Col], console: Console, width: int = WIDTH) -> None:
     items = [f"{c.header} = {c.meaning}" for c in cols if c.meaning]
     if items:
         console.print("  " + "; ".join(items), style="dim", width=min(console.width, width))
+
+
+def fmt_value(v, digits: int = 2) -> str:
+    """A table cell: "-" for a missing value, floats with thousands separators and ``digits`` decimals."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}"
