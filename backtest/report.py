@@ -110,6 +110,7 @@ def write_report(
     timeseries: pl.DataFrame,
     fair_track: pl.DataFrame,
     config_name: str,
+    kind: str = "backtest",
 ) -> Path:
     """Write the report for one run (``summary`` from :func:`backtest.metrics.summarize`); returns the path."""
     venues = list(summary["venues"])
@@ -138,7 +139,7 @@ def write_report(
     ]
     sharpe, n_daily = daily_sharpe(ts, column(timeseries, "equity_raw"))
     body = [
-        f"<h1>stockbridge backtest: {escape(config_name)}</h1>",
+        f"<h1>stockbridge {escape(kind)}: {escape(config_name)}</h1>",
         f'<p class="meta">{escape(_meta(summary, timeseries))}</p>',
         "<h2>Summary</h2>",
         _summary_table(summary, sharpe, n_daily),
@@ -156,7 +157,7 @@ def write_report(
     ]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page(f"stockbridge backtest: {config_name}", body), encoding="utf-8")
+    out.write_text(page(f"stockbridge {kind}: {config_name}", body), encoding="utf-8")
     return out
 
 

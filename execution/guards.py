@@ -192,10 +192,11 @@ class BalanceGuard:
         c.drift_position, c.drift_cash = position - core_position, cash - core_cash
         c.checked_ns = now
         where = name or f"venue {venue}"
-        if abs(c.drift_position) > self.position_tolerance:
+        # sums of fills carry float rounding: a drift within it is no drift
+        if abs(c.drift_position) > self.position_tolerance + 1e-9 * max(1.0, abs(position)):
             c.reason = (f"{where}: reported position {position:g} differs from our books' {core_position:g} by more "
                         f"than {self.position_tolerance:g} tokens; new orders stopped there")
-        elif abs(c.drift_cash) > self.cash_tolerance:
+        elif abs(c.drift_cash) > self.cash_tolerance + 1e-9 * max(1.0, abs(cash)):
             c.reason = (f"{where}: reported cash {cash:.2f} differs from our books' {core_cash:.2f} by more than "
                         f"{self.cash_tolerance:g}; new orders stopped there")
         elif c.value > self.exposure_cap[venue]:

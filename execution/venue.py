@@ -77,6 +77,22 @@ class StreamingVenueAdapter(VenueAdapter, Protocol):
                               params: dict = {}) -> list[dict[str, Any]]: ...
 
 
+def strictly_increasing_nonce(exchange: Any) -> Any:
+    """Make a ccxt exchange's nonces strictly increasing within the process (ccxt's Kraken nonce is the
+    time in ms: two orders signed in one millisecond share it and the second is refused with
+    ``EAPI:Invalid nonce``). ccxt documents overriding ``nonce`` for this; returns the exchange."""
+    clock = type(exchange).nonce
+    last = [0]
+
+    def nonce() -> int:
+        n = int(clock(exchange))
+        last[0] = n if n > last[0] else last[0] + 1
+        return last[0]
+
+    exchange.nonce = nonce
+    return exchange
+
+
 def _client_id_params(text: str) -> dict[str, Any]:
     return {"clientOrderId": text}
 
@@ -125,5 +141,5 @@ def mentions_client_id(item: Mapping[str, Any], text: str) -> bool:
     return isinstance(info, Mapping) and any(v == text for v in info.values())
 
 
-__all__ = ["MS", "STATUS_CANCELED", "STATUS_CLOSED", "STATUS_EXPIRED", "STATUS_OPEN", "STATUS_REJECTED",
+__all__ = ["MS", "strictly_increasing_nonce", "STATUS_CANCELED", "STATUS_CLOSED", "STATUS_EXPIRED", "STATUS_OPEN", "STATUS_REJECTED",
            "StreamingVenueAdapter", "VenueAdapter", "VenueLink", "is_definite_refusal", "mentions_client_id", "ms_to_ns"]

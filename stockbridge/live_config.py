@@ -92,6 +92,7 @@ class LiveConfig(Strict):
         default=None, ge=0,
         description="0 = decide on every book change of the quoted instrument, else a cadence in ms; "
                     "unset = backtest.decision_interval_ms (the same cadence as the backtest)")
+    sample_interval_s: float = Field(default=1.0, gt=0, description="time-series sample interval of the run's report, seconds of the run's clock")
     call_timeout_ms: float = Field(default=10_000.0, gt=0, description="a venue call with no answer after this long is abandoned and its order is unknown until looked up, ms")
     unknown_order_grace_ms: float = Field(default=3_000.0, ge=0, description="an unknown order may be declared absent only this long after its call failed, ms")
     lookup_interval_ms: float = Field(default=1_000.0, gt=0, description="first retry of a lookup that could not answer (doubling up to 16x), ms")

@@ -166,6 +166,35 @@ def _py_step(tr, now, params, c_addr, jit_addr):
     return cycle.step(tr, now, params, kernel_at(c_addr, jit_addr))
 
 
+def _py_book_snapshot(tr, v, ins, bids, asks, is_quote, now):
+    # a whole book as a venue's client keeps it (ccxt.pro's order book, an L1 quote): it replaces ours
+    for k in range(bids.shape[0]):
+        T.book_level(tr, v, ins, 1, bids[k, 0], bids[k, 1], is_quote, k == 0, now)
+    for k in range(asks.shape[0]):
+        T.book_level(tr, v, ins, -1, asks[k, 0], asks[k, 1], is_quote, k == 0 and bids.shape[0] == 0, now)
+    if bids.shape[0] == 0 and asks.shape[0] == 0:
+        T.book_level(tr, v, ins, 1, 0.0, 0.0, False, True, now)
+    T.book_end(tr, v, ins, now)
+
+
+def _py_venue_status(tr, v, status, claim_cash):
+    T.venue_status(tr, v, status, claim_cash)
+
+
+def _py_valuation(tr, now, out):
+    # out: [raw equity, equity after haircut, net delta, fair, share mark, token mark, value at venue 0, 1, ...]
+    T.fair_at(tr, now)
+    raw, cut = T.equity(tr, tr.kpos, tr.kcash)
+    out[0] = raw
+    out[1] = cut
+    out[2] = T.net_delta(tr, tr.kpos)
+    out[3] = tr.f[T.T_FAIR]
+    out[4] = tr.f[T.T_SHARE_MARK]
+    out[5] = tr.f[T.T_TOKEN_MARK]
+    for v in range(tr.ci[T.K_NV]):
+        out[6 + v] = T.venue_value(tr, tr.kpos, tr.kcash, v)
+
+
 _ENTRIES: dict = {}
 _I = types.int64
 _F = types.float64
@@ -186,6 +215,10 @@ class TraderCore:
         self._trade = self._entry(_py_trade, types.void(ty, _I, _I, _I, _F, _F, _I))
         self._report = self._entry(_py_report, _I(ty, _I, _I, _I, _F, _F, _F, _I))
         self._step = self._entry(_py_step, _I(ty, _I, types.float64[::1], _I, _I))
+        self._book_snapshot = self._entry(_py_book_snapshot, types.void(ty, _I, _I, _F[:, ::1], _F[:, ::1], _B, _I))
+        self._venue_status = self._entry(_py_venue_status, types.void(ty, _I, _I, _F))
+        self._valuation = self._entry(_py_valuation, types.void(ty, _I, _F[::1]))
+        self._values = np.zeros(6 + int(trader.ci[T.K_NV]))
         self._kernel_addr = kernel_addresses(kernel)
 
     @staticmethod
@@ -207,6 +240,25 @@ class TraderCore:
 
     def trade(self, venue: int, instrument: int, side: int, price: float, size: float, now: int) -> None:
         self._trade(self.tr, venue, instrument, side, price, size, now)
+
+    def book_snapshot(self, venue: int, instrument: int, bids: np.ndarray, asks: np.ndarray, *,
+                      is_quote: bool = False, now: int) -> None:
+        """A whole book (float64 arrays of [price, size] rows, best first) replaces ours, then
+        :meth:`book_end`: one call for what a venue client hands over as one book."""
+        self._book_snapshot(self.tr, venue, instrument, bids, asks, is_quote, now)
+
+    def venue_status(self, venue: int, status: int, claim_cash: float = 0.0) -> None:
+        """stockbridge.core.trader VENUE_OK / VENUE_HALTED (not tradable: no quotes, no takes, no
+        hedge there) / VENUE_DEFAULTED (balance becomes a claim worth ``claim_cash``)."""
+        self._venue_status(self.tr, venue, status, claim_cash)
+
+    def valuation(self, now: int) -> dict[str, Any]:
+        """Our books valued at ``now`` (quote ccy): equity raw and after haircut, net delta (shares),
+        fair value, the marks, and the balance value at each venue."""
+        out = self._values
+        self._valuation(self.tr, now, out)
+        return {"equity_raw": out[0], "equity_haircut": out[1], "net_delta": out[2], "fair": out[3],
+                "share_mark": out[4], "token_mark": out[5], "venue_value": out[6:].tolist()}
 
     def report(self, kind: int, cid: int, *, final_state: int = 0, price: float = 0.0, qty: float = 0.0,
                fee: float = 0.0, now: int) -> bool:

@@ -2,7 +2,9 @@
 
 The emulators replay a Parquet store. Data time (the rows' ``exch_ts``, ns UTC) is mapped to wall
 time so that the timestamps the clients see look live: ``wall = wall_start + (data - data_start) /
-speed``. ``speed`` 1 is real time, 60 a minute of market per second. A *stepped* clock does not move
+speed``; or, with ``show_data_time`` (the live bot's in-process sandbox, whose trader core runs on the
+replay's time), the venues show data time itself, so the bot and the venues share one clock as they
+do live. ``speed`` 1 is real time, 60 a minute of market per second. A *stepped* clock does not move
 by itself: a test moves it with :meth:`ReplayClock.step`, so a test decides exactly which rows have
 happened. ``skew_ns`` (a fault) shifts every wall time the venue shows and checks against.
 """
@@ -15,7 +17,8 @@ import time
 class ReplayClock:
     """Data time <-> wall time for one sandbox (all venues of a sandbox share one clock)."""
 
-    def __init__(self, data_start_ns: int, speed: float = 1.0, stepped: bool = False, wall_start_ns: int | None = None):
+    def __init__(self, data_start_ns: int, speed: float = 1.0, stepped: bool = False, wall_start_ns: int | None = None,
+                 show_data_time: bool = False):
         if not speed > 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.data_start_ns = int(data_start_ns)
@@ -25,6 +28,7 @@ class ReplayClock:
         self._mono_start = time.monotonic_ns()
         self._stepped_data_ns = self.data_start_ns
         self.skew_ns = 0
+        self.show_data_time = show_data_time
 
     def data_now(self) -> int:
         """The data time that is "now" (ns UTC of the recording)."""
@@ -43,6 +47,8 @@ class ReplayClock:
 
     def to_wall(self, data_ns: int) -> int:
         """The wall time (ns UTC, skew included) a venue shows for an event at data time ``data_ns``."""
+        if self.show_data_time:
+            return int(data_ns) + self.skew_ns
         return self.wall_start_ns + int((int(data_ns) - self.data_start_ns) / self.speed) + self.skew_ns
 
     def wall_now(self) -> int:

@@ -89,7 +89,7 @@ class Sandbox:
     """Emulators for the venues of a config, replaying ``data_dir`` on one clock."""
 
     def __init__(self, cfg, data_dir: str | Path, *, speed: float = 1.0, stepped: bool = False,
-                 start_ns: int | None = None, venues: list[str] | None = None):
+                 start_ns: int | None = None, venues: list[str] | None = None, show_data_time: bool = False):
         self.cfg = cfg
         self.data_dir = Path(data_dir)
         kinds = _kinds()
@@ -100,7 +100,8 @@ class Sandbox:
                                  f"(available: {', '.join(kinds)})")
         self.names = chosen
         first = data_start(self.data_dir, cfg, chosen)
-        self.clock = ReplayClock(first if start_ns is None else start_ns, speed=speed, stepped=stepped)
+        self.clock = ReplayClock(first if start_ns is None else start_ns, speed=speed, stepped=stepped,
+                                 show_data_time=show_data_time)
         self.venues: dict[str, SandboxVenue] = {}
         self._kinds = kinds
 

@@ -1,0 +1,169 @@
+"""Start-up reconciliation: what each venue says against what the journal says, before any quote.
+
+For each traded venue, in this order:
+
+1. **Open orders.** ``fetch_open_orders``: an order whose client id has our prefix ("sb", see
+   stockbridge.trader.cid_text) but is not one of this run's is left over from an earlier run (a
+   crash, a kill -9): it is cancelled (policy "cancel", the default; the core of this run did not
+   decide it and cannot manage it) or left resting and reported (policy "keep"). Orders without our
+   prefix are someone else's: left alone and reported.
+2. **Fills since the journal's cursor.** ``fetch_my_trades(since=cursor)``: fills of orders in the
+   journal that the journal does not hold yet (they happened while the bot was down) are journalled
+   once, marked not booked by this run's core (their effect is in the balances read next).
+3. **Balances.** ``fetch_balance``: on the first start (no baseline in the journal) the base-asset
+   position is the baseline, the position that counts as flat, and is stored; on a restart the
+   stored baseline is used. The core's books are set from the venue: position = reported - baseline
+   (+ base-asset fees, which the core books in quote currency), cash = reported quote balance (less
+   those fees' value). On a restart the venue's position is compared with the journal's (baseline
+   + journalled fills - base fees): a difference beyond ``position_tolerance`` stops quoting on that
+   venue with one line saying why.
+
+Units: positions tokens (shares at the broker), cash quote currency, times ns UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from execution.journal import Journal
+from execution.runner import LiveVenue
+from execution.venue import mentions_client_id
+from stockbridge.trader import CID_TEXT_PREFIX
+
+log = logging.getLogger("stockbridge.live")
+
+
+@dataclass
+class VenueReconciliation:
+    """What start-up found at one venue."""
+
+    venue: str
+    leftover_cancelled: list[str] = field(default_factory=list)   # our earlier runs' orders, cancelled
+    leftover_kept: list[str] = field(default_factory=list)
+    foreign: int = 0                                             # orders not ours, left alone
+    fills_recovered: int = 0                                     # journalled now (they happened while down)
+    baseline: float = 0.0
+    position: float = 0.0                                        # reported, less baseline, tokens
+    cash: float = 0.0
+    expected_position: float | None = None                       # from the journal, on a restart
+    stopped: str | None = None
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.leftover_cancelled:
+            out.append(f"{self.venue}: cancelled {len(self.leftover_cancelled)} order(s) left by an earlier run")
+        if self.leftover_kept:
+            out.append(f"{self.venue}: {len(self.leftover_kept)} order(s) of an earlier run left resting (policy keep)")
+        if self.foreign:
+            out.append(f"{self.venue}: {self.foreign} open order(s) not ours, left alone")
+        if self.fills_recovered:
+            out.append(f"{self.venue}: journalled {self.fills_recovered} fill(s) made while the bot was down")
+        if self.stopped:
+            out.append(self.stopped)
+        return out
+
+
+async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids: set[str], policy: str = "cancel",
+                          position_tolerance: float = 0.0, timeout_s: float = 10.0, now: int) -> VenueReconciliation:
+    """Reconcile one venue (see the module doc) and set the core's books there."""
+    ad = lv.link.adapter
+    rec = VenueReconciliation(lv.name)
+    opens = await asyncio.wait_for(ad.fetch_open_orders(lv.symbol), timeout_s)
+    for od in opens:
+        text = od.get("clientOrderId")
+        if not (isinstance(text, str) and text.startswith(CID_TEXT_PREFIX)):
+            rec.foreign += 1
+            continue
+        if text in own_ids:
+            continue
+        if policy == "keep":
+            rec.leftover_kept.append(text)
+            continue
+        try:
+            await asyncio.wait_for(ad.cancel_order(str(od["id"]), lv.symbol, {}), timeout_s)
+            rec.leftover_cancelled.append(text)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported; the venue keeps quoting stopped below
+            rec.stopped = (f"{lv.name}: could not cancel {text}, left by an earlier run ({type(exc).__name__}); "
+                           "quoting stopped there")
+        journal.record_event(lv.name, "reconcile", now, client_id=text, detail={"leftover": policy})
+    rec.fills_recovered = await _recover_fills(lv, journal, timeout_s, now)
+
+    bal = await asyncio.wait_for(ad.fetch_balance(), timeout_s)
+    per = {a: b for a, b in bal.items() if isinstance(b, dict)}
+    base_total = float((per.get(lv.base) or {}).get("total") or 0.0)
+    quote_total = float((per.get(lv.quote) or {}).get("total") or 0.0)
+    journal.record_balance(lv.name, {a: {k: b.get(k) for k in ("free", "used", "total")} for a, b in per.items()
+                                     if a in (lv.base, lv.quote)}, now)
+    key = f"baseline.{lv.name}"
+    stored = journal.meta(key)
+    fee_tokens, fee_value = _base_fees(journal, lv)
+    if stored is None:
+        rec.baseline = base_total
+        journal.set_meta(key, repr(base_total))
+    else:
+        rec.baseline = float(stored)
+        fills = journal.db.execute("SELECT COALESCE(SUM(side * qty), 0) FROM fills WHERE venue = ?",
+                                   (lv.name,)).fetchone()[0]
+        rec.expected_position = float(fills) - fee_tokens
+        if abs(base_total - rec.baseline - rec.expected_position) > position_tolerance and rec.stopped is None:
+            rec.stopped = (f"{lv.name}: position {base_total - rec.baseline:g} (reported less the baseline "
+                           f"{rec.baseline:g}) differs from the journal's {rec.expected_position:g} by more than "
+                           f"{position_tolerance:g}; quoting stopped there")
+    lv.baseline = rec.baseline
+    rec.position = base_total - rec.baseline + fee_tokens
+    rec.cash = quote_total - fee_value
+    core.tr.kpos[lv.id, lv.instrument] = rec.position
+    core.tr.kcash[lv.id] = rec.cash
+    if rec.stopped:
+        lv.stopped = rec.stopped
+        log.warning("%s", rec.stopped)
+    return rec
+
+
+def _base_fees(journal: Journal, lv: LiveVenue) -> tuple[float, float]:
+    row = journal.db.execute("SELECT COALESCE(SUM(fee_cost), 0), COALESCE(SUM(fee), 0) FROM fills"
+                             " WHERE venue = ? AND fee_currency = ?", (lv.name, lv.base)).fetchone()
+    return float(row[0]), float(row[1])
+
+
+async def _recover_fills(lv: LiveVenue, journal: Journal, timeout_s: float, now: int) -> int:
+    """Fills of journalled orders that the journal lacks (made while the bot was down): journalled
+    now, not booked by this run's core."""
+    orders = {r["client_id"]: r for r in journal.db.execute(
+        "SELECT client_id, cid, venue_order_id, instrument, side, tag, venue_created_ns FROM orders WHERE venue = ?",
+        (lv.name,))}
+    if not orders:
+        return 0
+    by_vid = {r["venue_order_id"]: r for r in orders.values() if r["venue_order_id"]}
+    cur = journal.cursor(lv.name)
+    first = min((r["venue_created_ns"] for r in orders.values() if r["venue_created_ns"]), default=None)
+    since = cur[0] if cur else first
+    trades = await asyncio.wait_for(lv.link.adapter.fetch_my_trades(lv.symbol, None if since is None else since // 1_000_000 - 1),
+                                    timeout_s)
+    seen = journal.trade_ids(lv.name)
+    n = 0
+    for td in trades:
+        if (lv.name, str(td.get("id"))) in seen:
+            continue
+        row = by_vid.get(str(td.get("order"))) or next((r for t, r in orders.items() if mentions_client_id(td, t)), None)
+        if row is None:
+            continue  # not an order of ours: someone else's fill on this account
+        fee = td.get("fee") or {}
+        cost = fee.get("cost")
+        value = 0.0 if cost is None else float(cost) * (float(td["price"]) if fee.get("currency") == lv.base else 1.0)
+        n += journal.record_fill({
+            "venue": lv.name, "trade_id": str(td["id"]), "client_id": row["client_id"], "cid": row["cid"],
+            "venue_order_id": row["venue_order_id"], "instrument": row["instrument"], "side": row["side"],
+            "price": float(td["price"]), "qty": float(td["amount"]), "fee": value, "fee_cost": cost,
+            "fee_currency": fee.get("currency"), "liquidity": td.get("takerOrMaker") or "taker", "tag": row["tag"],
+            "arrival_ns": row["venue_created_ns"], "venue_ns": None if td.get("timestamp") is None else int(td["timestamp"]) * 1_000_000,
+            "local_ns": now, "booked": False})
+    return n
+
+
+__all__ = ["VenueReconciliation", "reconcile_venue"]

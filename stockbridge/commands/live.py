@@ -1,0 +1,193 @@
+"""`stockbridge live CONFIG`: the strategy of CONFIG trading venues, against the in-process sandbox by default.
+
+With ``[live] sandbox = true`` (the default) the loopback emulators of the configured venues start
+in this process and replay a store (the config's synthetic market when ``--data`` is empty), from
+``--start`` (default: a few minutes before the store's first regular-session open, so a short run
+crosses an open session and hedges) at ``--speed`` market seconds per wall second. Venues without
+a live adapter are skipped with a notice. ``sandbox = "testnet"`` uses the venues' own test
+environments and ``sandbox = false`` real venues; that needs ``--real-money`` as well. Keys come
+from the environment variables named in ``[live.venues.NAME]``.
+
+The run directory (``--out``) gets the journal, a log, summary.json, fills/timeseries Parquet and
+report.html: the same summary tables and report as a backtest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from stockbridge.config import load_config
+
+NS = 1_000_000_000
+
+
+def _duration(text: str) -> float:
+    """'90s', '10m', '2h' or plain seconds -> seconds."""
+    t = text.strip().lower()
+    unit = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(t[-1:]) if t else None
+    try:
+        value = float(t[:-1] if unit else t) * (unit or 1.0)
+    except ValueError:
+        raise typer.BadParameter(f"expected a duration such as 90s, 10m or 2h, got {text!r}", param_hint="--duration")
+    if not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {text!r}", param_hint="--duration")
+    return value
+
+
+def default_start(cfg, data_dir: Path, lead_s: float = 300.0) -> int:
+    """``lead_s`` before the first regular-session open inside the store (its first row if none)."""
+    from data.reader import store_extent
+    from stockbridge.sessions import REGULAR, SessionCalendar
+
+    lo, hi, _ = store_extent(data_dir, cfg)
+    cal = SessionCalendar(lo, hi, cfg.sessions.calendar)
+    opens = cal.boundaries[(cal.states == REGULAR) & (cal.boundaries > lo + int(lead_s * NS)) & (cal.boundaries < hi)]
+    return int(opens[0]) - int(lead_s * NS) if len(opens) else lo
+
+
+def live(
+    config: Path = typer.Argument(..., help="TOML config; [live] says sandbox, testnet or real venues"),
+    duration: str = typer.Option("10m", "--duration", help="how long to trade (wall time): 90s, 10m, 2h"),
+    out: Path = typer.Option(Path("live-out"), "--out", help="run directory: journal, log, summary.json, report.html"),
+    data: Path = typer.Option(None, "--data", help="in-process sandbox: the store to replay (default: OUT/data with the config's synthetic market)"),
+    speed: float = typer.Option(10.0, "--speed", min=0.01, help="in-process sandbox: market seconds per wall second"),
+    start: str = typer.Option(None, "--start", help="in-process sandbox: replay from this time (ISO-8601 with zone); default 5 minutes before the store's first regular open"),
+    real_money: bool = typer.Option(False, "--real-money", help="trade real venues (needs live.sandbox = false as well)"),
+    skip_venue: list[str] = typer.Option([], "--skip-venue", help="do not trade this venue (repeatable)"),
+    leftover: str = typer.Option("cancel", "--leftover", help="orders of an earlier run found resting at start-up: cancel or keep"),
+) -> None:
+    """Trade CONFIG's strategy live; the sandbox unless the config and --real-money both say otherwise."""
+    from execution.live import plan_venues
+
+    cfg = load_config(config)
+    seconds = _duration(duration)
+    if leftover not in ("cancel", "keep"):
+        raise typer.BadParameter(f"expected cancel or keep, got {leftover!r}", param_hint="--leftover")
+    plan = plan_venues(cfg, str(config), real_money=real_money, skip=list(skip_venue))
+    console = Console(width=max(Console().width, 120))
+    for name, why in plan.skipped.items():
+        console.print(f"{name}: {why}")
+    out.mkdir(parents=True, exist_ok=True)
+    _logging(out / "live.log")
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # Windows: the standard loop
+        runner = asyncio.run
+    runner(_main(cfg, config, plan, out, data, speed, start, seconds, leftover, console))
+
+
+def _logging(path: Path) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("stockbridge")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    root.propagate = False
+
+
+async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: float, start: str | None,
+                seconds: float, leftover: str, console: Console) -> None:
+    from execution.live import build_session, check_grids, close_adapters, open_adapters
+    from execution.live_report import write_live_outputs
+    from execution.view import render
+    from stockbridge.commands.backtest import print_summary
+
+    sandbox = None
+    secrets: list[str] = []
+    if plan.mode == "sandbox":
+        from execution.sandbox.sandbox import Sandbox
+        from stockbridge.commands.backtest import _synthesize_if_empty
+        from stockbridge.instruments import to_ns
+
+        data_dir = data if data is not None else out / "data"
+        if data is None:
+            _synthesize_if_empty(cfg, data_dir, console)
+        start_ns = to_ns(start) if start else default_start(cfg, data_dir)
+        sandbox = Sandbox(cfg, data_dir, speed=speed, start_ns=start_ns, venues=plan.traded, show_data_time=True)
+        with console.status("starting the sandbox venues (replaying the store up to the start)"):
+            await sandbox.start()
+        clock = sandbox.clock.data_now
+        secrets = [s for v in sandbox.venues.values() for s in (v.api_key, v.secret)]
+        console.print(f"sandbox: {', '.join(plan.traded)} on 127.0.0.1, replaying {data_dir} from "
+                      f"{_iso(start_ns)} at {speed:g}x")
+    else:
+        clock = time.time_ns
+        for name in plan.traded:
+            lv = cfg.live.venues.get(name)
+            if lv is not None:
+                secrets += lv.credentials(name).secrets()
+        console.print(f"{plan.mode}: {', '.join(plan.traded)}")
+    adapters: dict = {}
+    try:
+        with console.status("connecting: loading markets"):
+            adapters = await open_adapters(cfg, plan, sandbox=sandbox, call_timeout_s=cfg.live.call_timeout_ms / 1000)
+        check_grids(cfg, adapters, str(config))
+        with console.status("compiling the trader core (first run after an install; later runs load it from the cache)"):
+            session = await build_session(cfg, str(config), out, plan, adapters, clock=clock, start_ns=clock(),
+                                          horizon_ns=int(seconds * speed * NS) if sandbox else int(seconds * NS),
+                                          secrets=secrets, policy=leftover)
+        for rec in session.reconciliation:
+            for line in rec.lines():
+                console.print(line)
+        runner = session.runner
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runner.stop, f"signal {signal.Signals(sig).name}")
+        began = time.perf_counter()
+
+        async def refresh(live_view: Live) -> None:
+            while True:
+                live_view.update(render(runner.snapshot(), runner.core))
+                await asyncio.sleep(0.5)
+
+        with Live(render(runner.snapshot(), runner.core), console=console, auto_refresh=False,
+                  transient=not console.is_terminal) as view:
+            painter = asyncio.create_task(refresh(view))
+            try:
+                reason = await runner.run(seconds)
+            finally:
+                painter.cancel()
+                await asyncio.gather(painter, return_exceptions=True)
+        console.print(render(runner.snapshot(), runner.core))
+        console.print(f"run ended: {reason}")
+        for line in runner.notices:
+            console.print(f"[yellow]notice:[/yellow] {line}")
+        extra = {"mode": plan.mode, "stop_reason": reason, "decisions": runner.decisions,
+                 "events": runner.events, "orders": runner.om.snapshot(),
+                 "skipped_venues": plan.skipped, "notices": runner.notices,
+                 "feeds": {f.name: {"books": f.stats.books, "trades": f.stats.trades, "rest_books": f.stats.rest_books,
+                                    "stream_errors": f.stats.stream_errors, "rejected": dict(f.stats.rejected)}
+                           for f in runner.feeds}}
+        summary = write_live_outputs(out, journal=session.journal, sampler=runner.sampler, venues=runner.venue_names,
+                                     config_path=str(config), seed=cfg.backtest.seed,
+                                     wall_seconds=time.perf_counter() - began, extra=extra)
+        session.journal.close()
+        print_summary(summary, console)
+        console.print(f"outputs in {out}/: {cfg.live.journal} live.log fills.parquet timeseries.parquet "
+                      "fair_track.parquet summary.json report.html")
+    finally:
+        await close_adapters(adapters)
+        if sandbox is not None:
+            await sandbox.stop()
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("live")(live)
+
+
+__all__ = ["default_start", "live", "register"]
