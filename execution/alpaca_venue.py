@@ -294,6 +294,7 @@ class AlpacaVenue:
         self._clock_cache: tuple[float, dict[str, Any]] | None = None
         self._activities = True  # the broker serves /v2/account/activities (False once it answered 404)
         self._client_ids: dict[str, str] = {}             # venue order id -> client order id
+        self._by_client: dict[str, str] = {}              # client order id -> venue order id
         self._order_meta: dict[str, dict[str, Any]] = {}  # venue order id -> what liquidity needs
         self._seen_fills: dict[str, dict[str, tuple[float, float, int | None]]] = {}  # order id -> cum -> (qty, price, ms)
         self._ioc_emulated: set[str] = set()
@@ -367,7 +368,7 @@ class AlpacaVenue:
 
         if self._closed:
             raise ccxt.ExchangeClosedByUser("alpaca: the adapter is closed")
-        fn = {"GET": self._trading.get, "POST": self._trading.post, "DELETE": self._trading.delete}[method]
+        fn = getattr(self._trading, method.lower())  # RESTClient.get / post / delete
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self._pool, functools.partial(fn, path, data))
         try:
@@ -527,6 +528,7 @@ class AlpacaVenue:
         oid = str(o.get("id"))
         if o.get("client_order_id"):
             self._client_ids[oid] = str(o["client_order_id"])
+            self._by_client[str(o["client_order_id"])] = oid
         self._order_meta[oid] = {"type": o.get("order_type") or o.get("type"), "tif": o.get("time_in_force"),
                                  "limit": _f(o.get("limit_price")), "side": o.get("side"),
                                  "created_ms": iso_ms(o.get("submitted_at") or o.get("created_at")),
@@ -613,9 +615,8 @@ class AlpacaVenue:
         if id and _UUID.match(str(id)):
             return str(id)
         cid = params.get("clientOrderId") or id
-        for oid, c in self._client_ids.items():
-            if c == cid:
-                return oid
+        if cid in self._by_client:
+            return self._by_client[cid]
         return (await self.fetch_order(str(id or cid), None, {"clientOrderId": cid}))["id"]
 
     async def cancel_order(self, id: str, symbol: str | None = None, params: dict = {}) -> dict[str, Any]:

@@ -5,6 +5,8 @@ is compared with; every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 
 import ccxt
@@ -41,6 +43,11 @@ async def broker(sandboxes, sb_cfg):  # noqa: F811
     yield make
     for ad in made:
         await within(15, ad.close())
+    # nothing of the adapters is left running: no REST threads, no stream or websocket tasks
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("alpaca-rest")]
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()
+            and any(k in repr(t.get_coro()) for k in ("_run_forever", "websockets", "_cancel_later", "_subscribe_when"))]
+    assert not left, left
 
 
 def top(sv):
@@ -266,7 +273,8 @@ async def test_order_book_and_trades_are_the_emulators(broker):
     assert trades and all((t["price"], t["amount"]) in printed and t["side"] is None for t in trades)
 
 
-async def test_a_dropped_private_stream_raises_once_then_flows_again(broker):
+async def test_a_dropped_private_stream_raises_once_then_flows_again(broker, caplog):
+    caplog.set_level(logging.DEBUG)  # websockets logs every frame at DEBUG, the authentication frame included
     sb, sv, ad = await broker(REGULAR_H)
     assert await within(10, ad.start())
     await subscribed(sv.server, "trade_updates")
@@ -284,6 +292,7 @@ async def test_a_dropped_private_stream_raises_once_then_flows_again(broker):
     await within(5, ad.create_order(SYM, "limit", "buy", 1, round(top(sv)[0][0] - 1, 2), {"clientOrderId": "sbdrop1"}))
     got = await collect(ad.watch_orders, lambda g: any(o["clientOrderId"] == "sbdrop1" for o in g))
     assert got[-1]["status"] == "open"
+    assert "authenticate" in caplog.text and sv.secret not in caplog.text and sv.api_key not in caplog.text
 
 
 async def test_order_manager_end_to_end_against_the_broker(broker, tmp_path):
@@ -337,6 +346,7 @@ async def test_order_manager_end_to_end_against_the_broker(broker, tmp_path):
         assert await within(10, om.sync_fills(V)) >= 1  # ... REST finds it, under the id the stream would use
         assert o2.state == OrderState.FILLED and o2.booked == pytest.approx(l2.filled)
         assert await within(10, om.sync_fills(V)) == 0  # booked once
+        assert om.counts["duplicate_fills"] >= len(l1.fills)  # REST's copies of the streamed fills, recognised
         fills = journal.fills("broker")
         led = sorted(((f.order_id, f.price, f.qty, f.fee) for f in sv.account.fills))
         got = sorted(((f["venue_order_id"], f["price"], f["qty"], f["fee"]) for f in fills))
@@ -358,3 +368,42 @@ def test_rfc3339_with_nanoseconds():
     assert iso_ns("2021-05-05T17:20:39.143123543Z") == 1620235239 * 10**9 + 143123543
     assert iso_ns("2021-05-05T13:20:39-04:00") == 1620235239 * 10**9
     assert iso_ns("2021-05-05T17:20:39.5+00:00") == 1620235239 * 10**9 + 500_000_000
+
+
+class _ActivitiesBroker:
+    """A TradingClient stand-in for the part the emulator does not serve: /v2/account/activities."""
+
+    OID = "6f1c2a3b-0000-4000-8000-00000000abcd"
+
+    def __init__(self):
+        self.calls = []
+
+    def get(self, path, data=None):
+        self.calls.append((path, dict(data or {})))
+        if path == "/account/activities/FILL":
+            return [{"id": "20250703140000000::a", "activity_type": "FILL", "transaction_time": "2025-07-03T14:00:00.001Z",
+                     "type": "partial_fill", "price": "100.01", "qty": "1", "side": "buy", "symbol": "AAPL",
+                     "leaves_qty": "2", "order_id": self.OID, "cum_qty": "1", "order_status": "partially_filled"},
+                    {"id": "20250703140001000::b", "activity_type": "FILL", "transaction_time": "2025-07-03T14:00:01Z",
+                     "type": "fill", "price": "100.02", "qty": "2", "side": "buy", "symbol": "AAPL",
+                     "leaves_qty": "0", "order_id": self.OID, "cum_qty": "3", "order_status": "filled"}]
+        if path == f"/orders/{self.OID}":
+            return {"id": self.OID, "client_order_id": "sbact1", "symbol": "AAPL", "side": "buy", "type": "limit",
+                    "order_type": "limit", "time_in_force": "gtc", "limit_price": "100.02", "qty": "3", "filled_qty": "3",
+                    "status": "filled", "submitted_at": "2025-07-03T13:59:59Z", "created_at": "2025-07-03T13:59:59Z"}
+        raise AssertionError(path)
+
+
+async def test_fills_from_account_activities_carry_the_streams_ids():
+    tc = _ActivitiesBroker()
+    ad = AlpacaVenue(tc, symbols=[SYM], taker_fee_bps=0.5)
+    try:
+        got = await within(5, ad.fetch_my_trades(SYM, 1751551199000))
+        assert [(t["id"], t["clientOrderId"], t["price"], t["amount"]) for t in got] == [
+            (fill_id(tc.OID, 1), "sbact1", 100.01, 1.0), (fill_id(tc.OID, 3), "sbact1", 100.02, 2.0)]
+        # below its limit: it crossed (taker); at its limit after it was submitted: it rested (maker)
+        assert [t["takerOrMaker"] for t in got] == ["taker", "maker"]
+        assert [t["fee"]["cost"] for t in got] == pytest.approx([100.01 * 0.5e-4, 0.0])
+        assert tc.calls[0][1]["after"].startswith("2025-07-03T13:59:58.999")
+    finally:
+        await within(5, ad.close())
