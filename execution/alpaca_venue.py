@@ -298,6 +298,7 @@ class AlpacaVenue:
         self._order_meta: dict[str, dict[str, Any]] = {}  # venue order id -> what liquidity needs
         self._seen_fills: dict[str, dict[str, tuple[float, float, int | None]]] = {}  # order id -> cum -> (qty, price, ms)
         self._ioc_emulated: set[str] = set()
+        self._covered: dict[str, float] = {}  # order id -> cumulative qty REST's aggregate fill covers (no activities)
         self._order_feeds: dict[str | None, _Feed] = {}
         self._trade_feeds: dict[str | None, _Feed] = {}
         self._books: dict[str, _BookFeed] = {}
@@ -771,6 +772,9 @@ class AlpacaVenue:
                 rest = filled - got_qty
                 price = (filled * avg - sum(x[1] * x[2] for x in known)) / rest
                 trades.append(self._trade(oid, filled, rest, price, ts, o.get("side"), o.get("symbol"), info))
+                # fills up to here are in this one now: the stream's own copies of them, if they
+                # come late, are not passed on (they would be counted twice)
+                self._covered[oid] = max(self._covered.get(oid, 0.0), filled)
             out.extend(trades)
         out.sort(key=lambda t: (t["timestamp"] or 0, t["id"]))
         return out
@@ -871,6 +875,9 @@ class AlpacaVenue:
         if event in ("fill", "partial_fill") and d.get("qty") is not None:
             oid = od["id"]
             cum = od["filled"] or 0.0
+            if cum <= self._covered.get(oid, -1.0) + 1e-9 and fmt_num(cum) not in self._seen_fills.get(oid, {}):
+                log.info("alpaca: fill %s of order %s came after REST reported it in aggregate; not passed on", fmt_num(cum), oid)
+                return
             info = {k: v for k, v in d.items() if k != "order"}
             info["event"] = event
             td = self._trade(oid, cum, float(d["qty"]), float(d["price"]), iso_ms(d.get("timestamp")), o.get("side"),

@@ -407,3 +407,48 @@ async def test_fills_from_account_activities_carry_the_streams_ids():
         assert tc.calls[0][1]["after"].startswith("2025-07-03T13:59:58.999")
     finally:
         await within(5, ad.close())
+
+
+class _OrdersOnlyBroker(_ActivitiesBroker):
+    """A broker without activities (as the emulator): fills come from the orders' filled_qty."""
+
+    def get(self, path, data=None):
+        from types import SimpleNamespace
+
+        from alpaca.common.exceptions import APIError
+
+        if path == "/account/activities/FILL":
+            raise APIError("404: Not Found", SimpleNamespace(response=SimpleNamespace(status_code=404)))
+        if path == "/orders":
+            o = super().get(f"/orders/{self.OID}")
+            return [{**o, "filled_avg_price": "100.0166666667", "updated_at": "2025-07-03T14:00:01Z",
+                     "filled_at": "2025-07-03T14:00:01Z"}]
+        return super().get(path, data)
+
+
+async def test_late_stream_fills_after_an_aggregate_rest_fill_are_not_counted_twice():
+    tc = _OrdersOnlyBroker()
+    ad = AlpacaVenue(tc, symbols=[SYM])
+    try:
+        ad._trade_feeds[None] = feed = __import__("execution.alpaca_venue", fromlist=["_Feed"])._Feed()
+        order = {**tc.get(f"/orders/{tc.OID}"), "status": "partially_filled", "filled_qty": "1"}
+        ad._apply_trade_update({"event": "partial_fill", "order": order, "price": "100.01", "qty": "1",
+                                "timestamp": "2025-07-03T14:00:00.001Z", "execution_id": "e1"})
+        got = await within(5, ad.fetch_my_trades(SYM, None))
+        # the streamed fill keeps its id; the rest of the order's filled size is one fill at the remaining average
+        assert [(t["id"], t["amount"]) for t in got] == [(fill_id(tc.OID, 1), 1.0), (fill_id(tc.OID, 3), 2.0)]
+        assert got[1]["price"] == pytest.approx((3 * 100.0166666667 - 100.01) / 2)
+        assert sum(t["amount"] for t in got) == 3.0
+        # REST answered first when there are no activities: a late stream fill inside the aggregate is dropped
+        tc2 = _OrdersOnlyBroker()
+        ad2 = AlpacaVenue(tc2, symbols=[SYM])
+        ad2._trade_feeds[None] = feed2 = type(feed)()
+        agg = await within(5, ad2.fetch_my_trades(SYM, None))
+        assert [(t["id"], t["amount"]) for t in agg] == [(fill_id(tc2.OID, 3), 3.0)]
+        ad2._apply_trade_update({"event": "partial_fill", "order": order, "price": "100.01", "qty": "1",
+                                 "timestamp": "2025-07-03T14:00:00.001Z", "execution_id": "e1"})
+        assert not feed2.items
+        await within(5, ad2.close())
+        assert [t["id"] for t in await within(1, feed.take())] == [fill_id(tc.OID, 1)]
+    finally:
+        await within(5, ad.close())
