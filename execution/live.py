@@ -99,6 +99,17 @@ def _ccxt_real(venue_cfg, creds, testnet: bool):
     return ex
 
 
+async def kraken_find_by_client_id(adapter: Any, symbol: str, text: str, since_ms: int | None) -> dict[str, Any]:
+    """Kraken's order lookup by our client id: its QueryOrders takes only its own order ids, so the
+    open orders and then the closed orders since ``since_ms`` are searched; ``ccxt.OrderNotFound``
+    when neither lists it."""
+    for fetch in (adapter.fetch_open_orders(symbol), adapter.fetch_closed_orders(symbol, since_ms)):
+        for od in await fetch:
+            if od.get("clientOrderId") == text:
+                return od
+    raise ccxt.OrderNotFound(f"kraken: no open or closed order with client id {text}")
+
+
 def client_id_params(ccxt_id: str):
     """The ``params`` that make ``fetch_order`` find an order by our client id at a ccxt venue."""
     if ccxt_id == "bybit":
@@ -125,7 +136,8 @@ async def open_adapters(cfg: StockbridgeConfig, plan: VenuePlan, *, sandbox=None
             else:
                 from execution.alpaca_venue import AlpacaVenue
 
-                ad = AlpacaVenue.for_sandbox(sv, cfg, name)
+                ad = AlpacaVenue.from_sandbox(sv, symbols=list(v.instruments.values()), timeout_s=call_timeout_s,
+                                              maker_fee_bps=v.maker_fee_bps, taker_fee_bps=v.taker_fee_bps)
         else:
             lv = cfg.live.venues.get(name)
             if lv is None:
@@ -137,11 +149,16 @@ async def open_adapters(cfg: StockbridgeConfig, plan: VenuePlan, *, sandbox=None
             else:
                 from execution.alpaca_venue import AlpacaVenue
 
-                ad = AlpacaVenue.from_keys(creds, cfg, name, paper=plan.mode == "testnet")
+                key, secret = creds.ccxt_options()["apiKey"], creds.ccxt_options()["secret"]
+                ad = AlpacaVenue.from_keys(key, secret, paper=plan.mode == "testnet", symbols=list(v.instruments.values()),
+                                           timeout_s=call_timeout_s, maker_fee_bps=v.maker_fee_bps,
+                                           taker_fee_bps=v.taker_fee_bps)
         if v.ccxt_id == "kraken":
             strictly_increasing_nonce(ad)
         out[name] = ad
         await ad.load_markets()
+        if kind == "alpaca":
+            await ad.start()  # its private stream: connected before the first order
     return out
 
 
@@ -218,7 +235,8 @@ async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path,
         m = adapters[name].markets[symbol]
         link = VenueLink(name, adapters[name], symbols={ins: symbol}, instrument_names={ins: inst_name},
                          base_currency={ins: m["base"]}, quote_currency={ins: m["quote"]},
-                         client_id_params=client_id_params(v.ccxt_id))
+                         client_id_params=client_id_params(v.ccxt_id),
+                         find_by_client_id=kraken_find_by_client_id if v.ccxt_id == "kraken" else None)
         venues[vid] = LiveVenue(vid, name, link, ins, symbol, m["base"], m["quote"])
     halted = {venue_ids[n]: why for n, why in plan.skipped.items()}
     caps = [float(tables.exposure_cap[k]) for k in range(len(tables.venue_names))]
@@ -229,6 +247,10 @@ async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path,
                         unknown_grace_ns=int(lc.unknown_order_grace_ms * 1e6),
                         lookup_interval_ns=int(lc.lookup_interval_ms * 1e6), book_depth=depth,
                         on_decision=on_decision)
+    for name in plan.traded:
+        if live_adapter_kind(cfg.venues[name]) == "alpaca":
+            # regular vs extended hours per order from our session calendar: no round trip to the broker's clock
+            adapters[name].session_state = lambda: runner.session(clock())
     recs = []
     for lv in venues.values():
         recs.append(await reconcile_venue(lv, journal, core, own_ids=set(), policy=policy,

@@ -678,8 +678,12 @@ class OrderManager:
         not_found = False
         found: Mapping[str, Any] | None = None
         try:
-            od = await asyncio.wait_for(ad.fetch_order(order.venue_order_id or order.client_id, order.symbol,
-                                                       link.client_id_params(order.client_id)), self.call_timeout_s)
+            if link.find_by_client_id is not None and order.venue_order_id is None:
+                call = link.find_by_client_id(ad, order.symbol, order.client_id, order.decided_ns // 1_000_000 - 1)
+            else:
+                call = ad.fetch_order(order.venue_order_id or order.client_id, order.symbol,
+                                      link.client_id_params(order.client_id))
+            od = await asyncio.wait_for(call, self.call_timeout_s)
             if od and (mentions_client_id(od, order.client_id) or
                        order.venue_order_id is not None and str(od.get("id")) == order.venue_order_id):
                 found = od

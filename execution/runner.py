@@ -79,7 +79,8 @@ class LiveRunner:
                  clock: Callable[[], int], venue_names: list[str], halted: dict[int, str] | None = None,
                  sample_interval_ns: int = NS, tick_s: float = 0.05, balance_s: float = 5.0,
                  call_timeout_s: float = 10.0, unknown_grace_ns: int = 3 * NS, lookup_interval_ns: int = NS,
-                 book_depth: int = 25, cancel_wait_s: float = 10.0, on_decision: Callable[[int, int], None] | None = None):
+                 book_depth: int = 25, cancel_wait_s: float = 10.0, on_decision: Callable[[int, int], None] | None = None,
+                 recorder: Any = None):
         self.core, self.journal, self.venues, self.guards, self.clock = core, journal, venues, guards, clock
         self.venue_names = venue_names
         self.halted = dict(halted or {})
@@ -101,6 +102,7 @@ class LiveRunner:
         self.on_decision = on_decision       # (book received perf ns, submit perf ns): the latency bench
         self._book_perf_ns = 0
         self.notices: list[str] = []
+        self.recorder = recorder             # market-data recorder (execution.recorder): book() / trades()
 
     # -- inputs -------------------------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class LiveRunner:
         self.core.book_snapshot(book.venue, book.instrument, book.bids, book.asks, is_quote=book.is_quote,
                                 now=book.local_ns)
         self.guards.book_update(book.venue, book.local_ns)
+        if self.recorder is not None:
+            self.recorder.book(book)
         self.events += 1
         self._book_perf_ns = time.perf_counter_ns()
         self._wake.set()
@@ -116,6 +120,8 @@ class LiveRunner:
         for t in trades:
             side = 1 if t.get("side") == "buy" else -1 if t.get("side") == "sell" else 0
             self.core.trade(venue, instrument, side, float(t["price"]), float(t["amount"]), now)
+        if self.recorder is not None:
+            self.recorder.trades(venue, instrument, trades, now)
         self.events += len(trades)
 
     # -- decisions ------------------------------------------------------------------------------------
@@ -227,17 +233,21 @@ class LiveRunner:
 
     async def check_balance(self, lv: LiveVenue) -> str | None:
         """Fetch ``lv``'s balance, journal it, and check it against the core's books (balance guard)."""
+        # fills by REST before and after the balance: if none arrived after it, our books hold every
+        # fill the balance reflects, and a difference is a real one (not a report still on its way)
         try:
+            await self.om.sync_fills(lv.id)
             bal = await asyncio.wait_for(lv.link.adapter.fetch_balance(), self.om.call_timeout_s)
+            late = await self.om.sync_fills(lv.id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
-            log.warning("%s: fetch_balance failed (%s)", lv.name, type(exc).__name__)
+            log.warning("%s: balance check failed (%s)", lv.name, type(exc).__name__)
             return None
         per = self.om.on_balance(lv.id, bal)
         lv.last_balance = per
-        if any(o.venue == lv.id and not o.final and o.state not in LIVE for o in self.om.orders.values()):
-            return None  # an order whose outcome is not known yet: the books cannot be compared now
+        if late or any(o.venue == lv.id and not o.final and o.state not in LIVE for o in self.om.orders.values()):
+            return None  # a fill or an order outcome not in our books yet: they cannot be compared now
         fee_tokens, fee_value = self.base_fees(lv)
         tr = self.core.tr
         position = (per.get(lv.base, {}).get("total") or 0.0) - lv.baseline + fee_tokens

@@ -107,7 +107,9 @@ class VenueLink:
     ``base_currency`` per instrument id convert a fee charged in the base asset into quote currency;
     ``client_id_params``: the ``params`` that make ``fetch_order`` find an order by our client id at
     this venue (ccxt's ``clientOrderId`` by default; e.g. ``{"orderLinkId": ..., "acknowledged": True}``
-    for Bybit v5).
+    for Bybit v5); ``find_by_client_id``: for a venue whose ``fetch_order`` cannot look an order up
+    by our client id, ``async (adapter, symbol, text, since_ms) -> order dict`` raising
+    ``ccxt.OrderNotFound`` when absent (used instead of ``fetch_order`` for an order with no venue id).
     """
 
     name: str
@@ -117,6 +119,7 @@ class VenueLink:
     base_currency: Mapping[int, str] = field(default_factory=dict)
     quote_currency: Mapping[int, str] = field(default_factory=dict)
     client_id_params: Callable[[str], dict[str, Any]] = _client_id_params
+    find_by_client_id: Callable[..., Any] | None = None
 
 
 def is_definite_refusal(exc: BaseException) -> bool:
