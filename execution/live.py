@@ -118,8 +118,10 @@ def client_id_params(ccxt_id: str):
 
 
 async def open_adapters(cfg: StockbridgeConfig, plan: VenuePlan, *, sandbox=None, environ=None,
-                        call_timeout_s: float = 10.0) -> dict[str, Any]:
-    """Each traded venue's client, markets loaded: name -> adapter."""
+                        call_timeout_s: float = 10.0, rate_scale: float | None = None) -> dict[str, Any]:
+    """Each traded venue's client, markets loaded: name -> adapter. ``rate_scale``: in the in-process
+    sandbox, the venues' request budgets times this (default the replay's speed; a stepped clock's
+    test picks its own)."""
     out: dict[str, Any] = {}
     for name in plan.traded:
         v = cfg.venues[name]
@@ -131,7 +133,7 @@ async def open_adapters(cfg: StockbridgeConfig, plan: VenuePlan, *, sandbox=None
 
                 # the replay runs `speed` times faster than the market did: so does the venue's
                 # request budget, or the rate limiter would hold the bot to 1/speed of the venue's limit
-                rate_ms = getattr(ccxt, v.ccxt_id)().rateLimit / sandbox.clock.speed
+                rate_ms = getattr(ccxt, v.ccxt_id)().rateLimit / (rate_scale or sandbox.clock.speed)
                 ad = ccxt_exchange(v, sv, timeout=int(call_timeout_s * 1000), enableRateLimit=True, rateLimit=rate_ms)
             else:
                 from execution.alpaca_venue import AlpacaVenue

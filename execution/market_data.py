@@ -103,6 +103,7 @@ class BookFeed:
         self.venue_ns = venue_ns
         self.is_quote = bool(getattr(adapter, "book_is_l1", False))
         self.stats = FeedStats()
+        self.closed = False  # set by the owner when the run ends: the loops stop
 
     def _deliver(self, ob: Any, source: str) -> None:
         now = self.clock()
@@ -121,7 +122,7 @@ class BookFeed:
     async def books(self) -> None:
         """Forever: the book stream, with the REST fallback while it is down."""
         backoff = 0.5
-        while True:
+        while not self.closed:
             try:
                 ob = await self.adapter.watch_order_book(self.symbol)
             except asyncio.CancelledError:
@@ -157,7 +158,7 @@ class BookFeed:
     async def trades(self) -> None:
         """Forever: public trades (the stream only: a missed print is not worth a REST poll)."""
         backoff = 0.5
-        while True:
+        while not self.closed:
             try:
                 got = await self.adapter.watch_trades(self.symbol)
             except asyncio.CancelledError:

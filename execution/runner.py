@@ -69,6 +69,7 @@ class LiveVenue:
     stale: bool = False
     private_errors: int = 0
     last_balance: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    pending_drift: tuple | None = None   # a drift seen once (drift, fills booked then), confirmed at the next check
 
 
 class LiveRunner:
@@ -79,7 +80,8 @@ class LiveRunner:
                  clock: Callable[[], int], venue_names: list[str], halted: dict[int, str] | None = None,
                  sample_interval_ns: int = NS, tick_s: float = 0.05, balance_s: float = 5.0,
                  call_timeout_s: float = 10.0, unknown_grace_ns: int = 3 * NS, lookup_interval_ns: int = NS,
-                 book_depth: int = 25, cancel_wait_s: float = 10.0, on_decision: Callable[[int, int], None] | None = None,
+                 book_depth: int = 25, cancel_wait_s: float = 10.0,
+                 on_decision: Callable[[int, np.ndarray], None] | None = None,
                  recorder: Any = None):
         self.core, self.journal, self.venues, self.guards, self.clock = core, journal, venues, guards, clock
         self.venue_names = venue_names
@@ -99,7 +101,7 @@ class LiveRunner:
         self.events = 0                      # books and trades handed to the core
         self.decisions = 0
         self.submits: set[asyncio.Task] = set()
-        self.on_decision = on_decision       # (book received perf ns, submit perf ns): the latency bench
+        self.on_decision = on_decision       # (perf ns the last book arrived, actions sent): the latency bench
         self._book_perf_ns = 0
         self.notices: list[str] = []
         self.recorder = recorder             # market-data recorder (execution.recorder): book() / trades()
@@ -137,6 +139,10 @@ class LiveRunner:
                 status = T.VENUE_HALTED if (lv.stopped or lv.stale) else T.VENUE_OK
             if int(self.core.tr.vstatus[v]) != T.VENUE_DEFAULTED and int(self.core.tr.vstatus[v]) != status:
                 self.core.venue_status(v, status)
+                if status == T.VENUE_HALTED and lv is not None:
+                    # pull what rests there now: the core would only cancel at its next decision,
+                    # and it decides from the books it has, which are the stale ones
+                    self._spawn(self.om.cancel_all(v))
 
     def decide(self) -> None:
         """One pass: the core steps if due; what it decided goes through the guards to the venues."""
@@ -154,7 +160,7 @@ class LiveRunner:
             self._end(f"kill switch: {screened.kill}")
         if len(screened.send):
             if self.on_decision is not None:
-                self.on_decision(self._book_perf_ns, time.perf_counter_ns())
+                self.on_decision(self._book_perf_ns, screened.send)
             self._spawn(self.om.submit(screened.send))
         if self.sampler.due(now):
             val = self.sampler.sample(now, self.session(now))
@@ -183,7 +189,7 @@ class LiveRunner:
         ad = lv.link.adapter
         handle = self.om.on_order if watch == "watch_orders" else self.om.on_trade
         backoff, failed = 0.5, False
-        while True:
+        while not self._stop.is_set():
             try:
                 got = await getattr(ad, watch)(lv.symbol)
             except asyncio.CancelledError:
@@ -253,10 +259,21 @@ class LiveRunner:
         position = (per.get(lv.base, {}).get("total") or 0.0) - lv.baseline + fee_tokens
         cash = (per.get(lv.quote, {}).get("total") or 0.0) - fee_value
         mark = float(tr.f[T.T_SHARE_MARK] if lv.instrument == int(tr.ci[T.K_SHARE]) else tr.f[T.T_TOKEN_MARK])
-        reason = self.guards.balance.on_balance(
+        core_pos, core_cash = float(tr.kpos[lv.id, lv.instrument]), float(tr.kcash[lv.id])
+        bg = self.guards.balance
+        drift = (round(position - core_pos, 9), round(cash - core_cash, 6))
+        off = abs(drift[0]) > bg.position_tolerance + 1e-9 * max(1.0, abs(position)) or \
+            abs(drift[1]) > bg.cash_tolerance + 1e-9 * max(1.0, abs(cash))
+        booked = len(self.om._seen)
+        if off and lv.pending_drift != (drift, booked):
+            # a report still on its way looks like a drift once; a real one stays the same, with no
+            # fill booked in between, at the next check
+            lv.pending_drift = (drift, booked)
+            return None
+        lv.pending_drift = None
+        reason = bg.on_balance(
             lv.id, position=position, cash=cash, mark=mark if math.isfinite(mark) else 0.0,
-            core_position=float(tr.kpos[lv.id, lv.instrument]), core_cash=float(tr.kcash[lv.id]),
-            now=self.clock(), name=lv.name)
+            core_position=core_pos, core_cash=core_cash, now=self.clock(), name=lv.name)
         if reason is not None and reason not in self.notices:
             self.notices.append(reason)
             log.warning("%s", reason)
@@ -302,6 +319,9 @@ class LiveRunner:
                 await self._stop.wait()
             await self._cancel_everything()
         finally:
+            self._stop.set()  # loops end on it even if a cancellation is swallowed (asyncio.wait_for in 3.11)
+            for feed in self.feeds:
+                feed.closed = True
             for t in tasks:
                 t.remove_done_callback(self._task_done)
                 t.cancel()

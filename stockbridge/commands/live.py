@@ -64,6 +64,7 @@ def live(
     real_money: bool = typer.Option(False, "--real-money", help="trade real venues (needs live.sandbox = false as well)"),
     skip_venue: list[str] = typer.Option([], "--skip-venue", help="do not trade this venue (repeatable)"),
     leftover: str = typer.Option("cancel", "--leftover", help="orders of an earlier run found resting at start-up: cancel or keep"),
+    metrics_port: int = typer.Option(0, "--metrics-port", min=-1, max=65535, help="Prometheus endpoint on 127.0.0.1 (0: a free port, -1: none)"),
 ) -> None:
     """Trade CONFIG's strategy live; the sandbox unless the config and --real-money both say otherwise."""
     from execution.live import plan_venues
@@ -84,7 +85,7 @@ def live(
         runner = uvloop.run
     except ImportError:  # Windows: the standard loop
         runner = asyncio.run
-    runner(_main(cfg, config, plan, out, data, speed, start, seconds, leftover, console))
+    runner(_main(cfg, config, plan, out, data, speed, start, seconds, leftover, metrics_port, console))
 
 
 def _logging(path: Path) -> None:
@@ -97,7 +98,7 @@ def _logging(path: Path) -> None:
 
 
 async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: float, start: str | None,
-                seconds: float, leftover: str, console: Console) -> None:
+                seconds: float, leftover: str, metrics_port: int, console: Console) -> None:
     from execution.live import build_session, check_grids, close_adapters, open_adapters
     from execution.live_report import write_live_outputs
     from execution.view import render
@@ -129,6 +130,7 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
                 secrets += lv.credentials(name).secrets()
         console.print(f"{plan.mode}: {', '.join(plan.traded)}")
     adapters: dict = {}
+    metrics = None
     try:
         with console.status("connecting: loading markets"):
             adapters = await open_adapters(cfg, plan, sandbox=sandbox, call_timeout_s=cfg.live.call_timeout_ms / 1000)
@@ -144,11 +146,19 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, runner.stop, f"signal {signal.Signals(sig).name}")
+        if metrics_port >= 0:
+            from execution.metrics import LiveMetrics
+
+            metrics = LiveMetrics()
+            console.print(f"metrics: http://127.0.0.1:{metrics.serve(metrics_port)}/metrics")
         began = time.perf_counter()
 
         async def refresh(live_view: Live) -> None:
             while True:
-                live_view.update(render(runner.snapshot(), runner.core))
+                snap = runner.snapshot()
+                live_view.update(render(snap, runner.core), refresh=True)
+                if metrics is not None:
+                    metrics.update(snap)
                 await asyncio.sleep(0.5)
 
         with Live(render(runner.snapshot(), runner.core), console=console, auto_refresh=False,
@@ -177,6 +187,8 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
         console.print(f"outputs in {out}/: {cfg.live.journal} live.log fills.parquet timeseries.parquet "
                       "fair_track.parquet summary.json report.html")
     finally:
+        if metrics is not None:
+            metrics.close()
         await close_adapters(adapters)
         if sandbox is not None:
             await sandbox.stop()

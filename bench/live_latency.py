@@ -1,0 +1,138 @@
+"""Tick-to-order latency of the live bot on loopback: from a book reaching the bot (ccxt.pro has parsed
+the venue's websocket message and handed over its book) to the ``create_order`` call of the order
+that book caused leaving the bot for the venue's client, and the trader core's share of it
+(``book_snapshot`` per book, ``step`` per decision).
+
+The demo config's CEX venues (Bybit and Kraken emulators, in-process, replaying the config's
+synthetic market at ``--speed``) are traded by the real bot: runner, guards, journal (SQLite WAL,
+synchronous=FULL: the intents' commit is on disk before the order leaves), order manager. The bench
+wraps each venue client's ``create_order`` and the core's two calls to take the times; nothing
+else changes. It runs until ``--decisions`` core decisions have been made, then prints p50 / p90 /
+p99 / max per stage and peak memory.
+
+    python bench/live_latency.py [--decisions 10000] [--speed 60] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "demo.toml"
+
+
+def percentiles(us: list[float]) -> list[str]:
+    if not us:
+        return ["-"] * 5
+    a = np.asarray(us)
+    return [f"{len(a):,}"] + [f"{np.percentile(a, q):,.1f}" for q in (50, 90, 99)] + [f"{a.max():,.1f}"]
+
+
+async def run(args) -> dict:
+    from rich.console import Console
+
+    from execution.live import VenuePlan, build_session, close_adapters, open_adapters
+    from execution.sandbox.sandbox import Sandbox
+    from stockbridge.commands.backtest import _synthesize_if_empty
+    from stockbridge.commands.live import default_start
+    from stockbridge.config import load_config
+    from stockbridge.trader import cid_text
+
+    cfg = load_config(CONFIG)
+    work = Path(tempfile.mkdtemp(prefix="live-latency-"))
+    data = args.data or work / "data"
+    _synthesize_if_empty(cfg, data, Console(stderr=True))
+    venues = ["bybit", "kraken"]
+    sb = Sandbox(cfg, data, speed=args.speed, start_ns=default_start(cfg, data), venues=venues, show_data_time=True)
+    await sb.start()
+    plan = VenuePlan("sandbox", venues, {n: "not in this bench" for n in cfg.venues if n not in venues})
+    adapters = await open_adapters(cfg, plan, sandbox=sb)
+    book_at: dict[str, int] = {}
+    tick_to_order: list[float] = []
+    snap_us: list[float] = []
+    step_us: list[float] = []
+
+    def on_decision(book_perf_ns: int, actions) -> None:
+        for a in actions:
+            book_at[cid_text(int(a["cid"]))] = book_perf_ns
+
+    for ad in adapters.values():
+        create = ad.create_order
+
+        async def timed(symbol, type, side, amount, price=None, params={}, _create=create):
+            t = time.perf_counter_ns()
+            b = book_at.pop(params.get("clientOrderId"), None)
+            if b:
+                tick_to_order.append((t - b) / 1e3)
+            return await _create(symbol, type, side, amount, price, params)
+
+        ad.create_order = timed
+    session = await build_session(cfg, str(CONFIG), work / "run", plan, adapters, clock=sb.clock.data_now,
+                                  start_ns=sb.clock.data_now(), horizon_ns=6 * 3600 * 10**9, on_decision=on_decision)
+    runner = session.runner
+    core = runner.core
+    snap, step = core.book_snapshot, core.step
+
+    def timed_snapshot(*a, **k):
+        t = time.perf_counter_ns()
+        snap(*a, **k)
+        snap_us.append((time.perf_counter_ns() - t) / 1e3)
+
+    def timed_step(now):
+        t = time.perf_counter_ns()
+        rc = step(now)
+        if rc != 0:  # cycle.STEP_IDLE: not due, nothing decided
+            step_us.append((time.perf_counter_ns() - t) / 1e3)
+        return rc
+
+    core.book_snapshot, core.step = timed_snapshot, timed_step
+    task = asyncio.create_task(runner.run(None))
+    began = time.perf_counter()
+    while runner.decisions < args.decisions and time.perf_counter() - began < args.max_seconds and not task.done():
+        await asyncio.sleep(0.5)
+    runner.stop("bench done")
+    await task
+    wall = time.perf_counter() - began
+    await close_adapters(adapters)
+    session.journal.close()
+    await sb.stop()
+    return {"tick_to_order": tick_to_order, "snapshot": snap_us, "step": step_us, "decisions": runner.decisions, "books": runner.events,
+            "wall": wall, "speed": args.speed}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--decisions", type=int, default=10_000)
+    ap.add_argument("--speed", type=float, default=60.0, help="market seconds per wall second")
+    ap.add_argument("--data", type=Path, default=None, help="store to replay (default: synthesize the demo's market)")
+    ap.add_argument("--max-seconds", type=float, default=900.0)
+    args = ap.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        import uvloop
+
+        r = uvloop.run(run(args))
+    except ImportError:
+        r = asyncio.run(run(args))
+    t = Table(title=f"live bot on loopback: {r['decisions']:,} decisions, {r['books']:,} market events in "
+                    f"{r['wall']:.0f} s at {r['speed']:g}x", show_edge=False)
+    for col in ("stage", "n", "p50 µs", "p90 µs", "p99 µs", "max µs"):
+        t.add_column(col, justify="right" if col != "stage" else "left")
+    t.add_row("book in -> create_order out", *percentiles(r["tick_to_order"]))
+    t.add_row("  trader core: book_snapshot (one book in)", *percentiles(r["snapshot"]))
+    t.add_row("  trader core: step (one decision)", *percentiles(r["step"]))
+    Console().print(t)
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
