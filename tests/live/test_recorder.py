@@ -15,10 +15,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import pytest
 from sandbox.conftest import sb_cfg, sb_compiled, sb_store  # noqa: F401 - the sandbox fixtures
 from sandbox.sandbox_helpers import subscribed, within
 
