@@ -132,24 +132,24 @@ def status_line(recorder, elapsed: float, seconds: float, feeds: list) -> str:
 
 
 def written_table(recorder, root: Path) -> Table:
-    """What a recorder wrote, per venue and instrument."""
+    """What a recorder wrote, per venue and instrument: books and trades received, rows and part files
+    written, the first and last local time (UTC)."""
     from datetime import datetime, timezone
 
     def t(ns):
-        return "-" if ns is None else datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return "-" if ns is None else datetime.fromtimestamp(ns / 1e9, timezone.utc).strftime("%H:%M:%S")
 
-    table = Table(title=f"recorded into {root} (local times, UTC)", title_justify="left")
-    for col, just in (("venue", "left"), ("instrument", "left"), ("books", "right"), ("trades", "right"),
-                      ("book rows", "right"), ("trade rows", "right"), ("snapshots", "right"), ("files", "right"),
-                      ("first", "left"), ("last", "left"), ("days", "right")):
-        table.add_column(col, justify=just, no_wrap=True)
-    tot = [0, 0, 0, 0, 0]
+    days = sorted({d for s in recorder.stats.values() for d in s.days})
+    when = days[0] if len(days) == 1 else f"{days[0]} .. {days[-1]}" if days else "nothing written"
+    table = Table(title=f"recorded into {root} ({when}, local times UTC)", title_justify="left")
+    for col in ("venue", "instrument", "books", "trades", "book rows", "trade rows", "snapshots", "files", "first", "last"):
+        table.add_column(col, justify="left" if col in ("venue", "instrument") else "right", no_wrap=True)
+    tot = [0, 0, 0, 0, 0, 0]
     for (_, _), s in sorted(recorder.stats.items()):
-        table.add_row(s.venue, s.instrument, f"{s.books:,}", f"{s.trades:,}", f"{s.book_rows:,}", f"{s.trade_rows:,}",
-                      f"{s.snapshots:,}", f"{s.files:,}", t(s.first_local_ns), t(s.last_local_ns), str(len(s.days)))
-        for k, x in enumerate((s.books, s.trades, s.book_rows, s.trade_rows, s.files)):
-            tot[k] += x
-    table.add_row("total", "", *(f"{x:,}" for x in tot[:4]), "", f"{tot[4]:,}", "", "", "", end_section=True)
+        row = (s.books, s.trades, s.book_rows, s.trade_rows, s.snapshots, s.files)
+        table.add_row(s.venue, s.instrument, *(f"{x:,}" for x in row), t(s.first_local_ns), t(s.last_local_ns))
+        tot = [a + x for a, x in zip(tot, row)]
+    table.add_row("total", "", *(f"{x:,}" for x in tot), "", "", end_section=True)
     return table
 
 

@@ -226,7 +226,7 @@ CHILD = textwrap.dedent("""
         now = time.time_ns()
         rec.book(Book(0, 0, bids, asks, now - 1000, now, False, "stream"))
         rec.trades(0, 0, [{"timestamp": now // 1_000_000, "price": 100.0, "amount": 1.0, "side": "sell", "id": str(k)}], now)
-        time.sleep(0.0002)
+        time.sleep(0.001)
 """)
 
 
