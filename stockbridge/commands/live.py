@@ -137,7 +137,7 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
         if rec_dir is not None:
             from execution.recorder import Recorder
 
-            recorder = Recorder.for_config(cfg, rec_dir, since_ns=clock())
+            recorder = Recorder.for_config(cfg, rec_dir)
         with console.status("connecting: loading markets"):
             adapters = await open_adapters(cfg, plan, sandbox=sandbox, call_timeout_s=cfg.live.call_timeout_ms / 1000)
         check_grids(cfg, adapters, str(config))
@@ -163,6 +163,8 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
                   transient=not console.is_terminal) as view:
             painter = asyncio.create_task(refresh(view))
             try:
+                if recorder is not None:
+                    recorder.since_ns = clock()  # the streams start now: trades printed before are history
                 reason = await runner.run(seconds)
             finally:
                 painter.cancel()
