@@ -186,7 +186,11 @@ class Recorder:
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_s):
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - never let the thread die with the buffer growing
+                log.exception("recorder: a flush failed")
+                self.error = exc
 
     def flush(self) -> int:
         """Write everything buffered so far; returns the rows written. Errors are kept in ``error``."""
@@ -203,6 +207,8 @@ class Recorder:
                     written += len(events)
                 except Exception as exc:  # noqa: BLE001 - disk full, permissions: keep recording, say so
                     self.lost_rows += len(events)
+                    if (v, i) in self._books:
+                        self._books[(v, i)].day = -1  # the stored deltas have a hole: the next book is a snapshot
                     if self.error is None:
                         log.error("recorder: writing %s failed: %s", partition_dir(self.root, self.venue_names[v],
                                   self.instrument_names[i], _day_name(day)), exc)

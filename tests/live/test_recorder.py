@@ -277,3 +277,22 @@ def test_stockbridge_record_in_process_sandbox(run_cli, sb_store, tmp_path, sb_c
     from backtest.runner import check_data
 
     check_data(sb_cfg, out)
+
+
+def test_a_failed_write_is_reported_and_the_next_book_is_a_snapshot(tmp_path):
+    rec = Recorder(tmp_path, ["bybit"], ["AAPLx"], start=False)
+    real, calls = rec._write, []
+
+    def flaky(*a):
+        calls.append(a)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(*a)
+    rec._write = flaky
+    rec.book(_book([[10.0, 1]], [[10.1, 1]], 5 * NS, instrument=0))
+    rec.flush()
+    assert isinstance(rec.error, OSError) and rec.lost_rows == 2
+    rec.book(_book([[10.0, 2]], [[10.1, 1]], 6 * NS, instrument=0))
+    rec.close()
+    ev = np.concatenate(list(read_merged(tmp_path, {"bybit": 0}, {"AAPLx": 0})))
+    assert list(ev["kind"]) == [KIND_SNAPSHOT] * 2 and ev["flags"][0] == F_CLEAR and ev["size"][0] == 2.0
