@@ -207,9 +207,11 @@ class LiveSession:
 
 async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path, plan: VenuePlan,
                         adapters: dict[str, Any], *, clock, start_ns: int, horizon_ns: int,
-                        secrets: list[str] = (), policy: str = "cancel", on_decision=None) -> LiveSession:
+                        secrets: list[str] = (), policy: str = "cancel", on_decision=None,
+                        recorder=None) -> LiveSession:
     """The core, journal, guards and runner for a run starting at ``start_ns`` (the clock's time)
-    and lasting up to ``horizon_ns``; every traded venue reconciled."""
+    and lasting up to ``horizon_ns``; every traded venue reconciled. ``recorder``
+    (execution.recorder.Recorder) gets every book and trade the runner receives."""
     from stockbridge.commands.preflight import check_backtest_config
     from stockbridge.core import trader as T
     from stockbridge.tables import build_tables
@@ -248,7 +250,7 @@ async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path,
                         sample_interval_ns=int(lc.sample_interval_s * NS), call_timeout_s=lc.call_timeout_ms / 1000,
                         unknown_grace_ns=int(lc.unknown_order_grace_ms * 1e6),
                         lookup_interval_ns=int(lc.lookup_interval_ms * 1e6), book_depth=depth,
-                        on_decision=on_decision)
+                        on_decision=on_decision, recorder=recorder)
     for name in plan.traded:
         if live_adapter_kind(cfg.venues[name]) == "alpaca":
             # regular vs extended hours per order from our session calendar: no round trip to the broker's clock

@@ -34,9 +34,9 @@ def _global_options(
 
 
 def _register_all() -> None:
-    from stockbridge.commands import backtest, config, data_convert, data_synth, live, sandbox, strategies, sweep
+    from stockbridge.commands import backtest, config, data_convert, data_synth, live, record, sandbox, strategies, sweep
 
-    for module in (config, strategies, backtest, sweep, live, sandbox):
+    for module in (config, strategies, backtest, sweep, live, record, sandbox):
         module.register(app)
     for module in (data_convert, data_synth):
         module.register(data_app)

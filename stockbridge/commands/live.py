@@ -65,6 +65,8 @@ def live(
     skip_venue: list[str] = typer.Option([], "--skip-venue", help="do not trade this venue (repeatable)"),
     leftover: str = typer.Option("cancel", "--leftover", help="orders of an earlier run found resting at start-up: cancel or keep"),
     metrics_port: int = typer.Option(0, "--metrics-port", min=-1, max=65535, help="Prometheus endpoint on 127.0.0.1 (0: a free port, -1: none)"),
+    record: bool = typer.Option(False, "--record", help="record the market data received into OUT/data-recorded (a Parquet store the backtester reads)"),
+    record_dir: Path = typer.Option(None, "--record-dir", help="record the market data into this store instead (implies --record)"),
 ) -> None:
     """Trade CONFIG's strategy live; the sandbox unless the config and --real-money both say otherwise."""
     from execution.live import plan_venues
@@ -85,7 +87,8 @@ def live(
         runner = uvloop.run
     except ImportError:  # Windows: the standard loop
         runner = asyncio.run
-    runner(_main(cfg, config, plan, out, data, speed, start, seconds, leftover, metrics_port, console))
+    rec_dir = record_dir if record_dir is not None else (out / "data-recorded" if record else None)
+    runner(_main(cfg, config, plan, out, data, speed, start, seconds, leftover, metrics_port, console, rec_dir))
 
 
 def _logging(path: Path) -> None:
@@ -98,7 +101,7 @@ def _logging(path: Path) -> None:
 
 
 async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: float, start: str | None,
-                seconds: float, leftover: str, metrics_port: int, console: Console) -> None:
+                seconds: float, leftover: str, metrics_port: int, console: Console, rec_dir: Path | None = None) -> None:
     from execution.live import build_session, check_grids, close_adapters, open_adapters
     from execution.live_report import write_live_outputs
     from execution.view import render
@@ -131,14 +134,19 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
         console.print(f"{plan.mode}: {', '.join(plan.traded)}")
     adapters: dict = {}
     metrics = None
+    recorder = None
     try:
+        if rec_dir is not None:
+            from execution.recorder import Recorder
+
+            recorder = Recorder.for_config(cfg, rec_dir)
         with console.status("connecting: loading markets"):
             adapters = await open_adapters(cfg, plan, sandbox=sandbox, call_timeout_s=cfg.live.call_timeout_ms / 1000)
         check_grids(cfg, adapters, str(config))
         with console.status("compiling the trader core (first run after an install; later runs load it from the cache)"):
             session = await build_session(cfg, str(config), out, plan, adapters, clock=clock, start_ns=clock(),
                                           horizon_ns=int(seconds * speed * NS) if sandbox else int(seconds * NS),
-                                          secrets=secrets, policy=leftover)
+                                          secrets=secrets, policy=leftover, recorder=recorder)
         for rec in session.reconciliation:
             for line in rec.lines():
                 console.print(line)
@@ -165,6 +173,8 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
                   transient=not console.is_terminal) as view:
             painter = asyncio.create_task(refresh(view))
             try:
+                if recorder is not None:
+                    recorder.since_ns = clock()  # the streams start now: trades printed before are history
                 reason = await runner.run(seconds)
             finally:
                 painter.cancel()
@@ -184,11 +194,18 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
                                      wall_seconds=time.perf_counter() - began, extra=extra)
         session.journal.close()
         print_summary(summary, console)
+        if recorder is not None:
+            from stockbridge.commands.record import written_table
+
+            recorder.close()
+            console.print(written_table(recorder, rec_dir))
         console.print(f"outputs in {out}/: {cfg.live.journal} live.log fills.parquet timeseries.parquet "
                       "fair_track.parquet summary.json report.html")
     finally:
         if metrics is not None:
             metrics.close()
+        if recorder is not None:
+            recorder.close()
         await close_adapters(adapters)
         if sandbox is not None:
             await sandbox.stop()
