@@ -17,7 +17,6 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from stockbridge.core import trader as T
 from stockbridge.sessions import STATE_NAMES
 
 

@@ -9,7 +9,13 @@ import math
 import pytest
 from sandbox.conftest import sb_cfg, sb_compiled, sb_store  # noqa: F401 - the sandbox fixtures
 
-from live.live_sandbox import close_live, journal_fills, ledger_fills, start_live, with_live
+from live.live_sandbox import (
+    close_live,
+    journal_fills,
+    ledger_fills,
+    start_live,
+    with_live,
+)
 from stockbridge.core import trader as T
 
 
