@@ -7,6 +7,7 @@ is :func:`backtest.engine.run_chunk`, fed one reader chunk at a time, so memory 
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import tempfile
@@ -236,6 +237,10 @@ class Replay:
         at the venue before what we have received. What it still needs waits in ``_held`` for the
         next chunk or :meth:`finish`.
         """
+        # Everything made so far (modules, numba's dispatchers, the config) is moved out of the
+        # collector's reach: a full collection during the replay would walk it all again and again
+        # for nothing (the reader thread's frames trigger them). Undone by finish().
+        gc.freeze()
         _apply_depegs(events, self.cfg)
         self._replay(np.concatenate((self._held, events)) if len(self._held) else events)
 
@@ -277,6 +282,7 @@ class Replay:
         self._flush_fills()
         self._flush_series()
         self._close_track()
+        gc.unfreeze()
 
     # -- output frames --
     def fills_frame(self) -> pl.DataFrame:

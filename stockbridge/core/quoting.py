@@ -213,6 +213,7 @@ def quote_center(quotes, v, ref):
 @njit(cache=True)
 def finalize_quotes(ctx, quotes):
     """Apply the core's rules to raw quotes, in place; returns the number of live quote rows.
+    (:func:`finalize_quotes_into` with a work array of its own; the decision cycle passes one it keeps.)
 
     Rows of venues beyond ``n_venues``, with ``quotable`` or ``tradable`` 0, without a tick/lot grid,
     or while fair is unknown are zeroed. Otherwise, per venue ``v`` and level:
@@ -232,15 +233,24 @@ def finalize_quotes(ctx, quotes):
     Every rule only lowers bids, raises asks or cuts sizes, so for the same raw quotes a larger
     ``fair_std`` or a smaller ``size_factor`` never gives a tighter or larger result.
     """
+    return finalize_quotes_into(ctx, quotes, np.zeros((4, MAX_VENUES)))
+
+
+@njit(cache=True)
+def finalize_quotes_into(ctx, quotes, work):
+    """:func:`finalize_quotes` with ``work`` float64[4, >= MAX_VENUES] as its scratch (overwritten):
+    no allocation, for a caller that decides often."""
     fair = ctx.fair
     usable = math.isfinite(fair) and fair > 0.0
     n_live = 0
     for v in range(quotes.shape[0]):
         ok = usable and v < ctx.n_venues and ctx.quotable[v] == 1 and ctx.tradable[v] == 1
         if not (ok and _venue_grid_ok(ctx, v)):
-            quotes[v] = 0.0
+            for side in range(quotes.shape[1]):  # element by element: a row view costs reference counting
+                for lvl in range(quotes.shape[2]):
+                    for c in range(quotes.shape[3]):
+                        quotes[v, side, lvl, c] = 0.0
 
-    work = np.zeros((4, MAX_VENUES))  # one allocation for the four per-venue rows: this runs at every decision
     centers = work[0]
     n_used = min(ctx.n_venues, quotes.shape[0])  # rows past n_venues were zeroed above
     for v in range(n_used):
@@ -248,6 +258,8 @@ def finalize_quotes(ctx, quotes):
     buys = work[1]  # units pending per venue, counted as filled
     sells = work[2]
     marks = work[3]  # highest mark a pending buy at the venue was valued at
+    for v in range(n_used):
+        marks[v] = 0.0
     delta_up = 0.0  # share-equivalents pending on the buy side, all venues
     delta_down = 0.0
     for v in range(n_used):  # orders being cancelled may still fill: they count first
@@ -338,6 +350,9 @@ def finalize_takes(ctx, takes, n):
       rows pushing that way trimmed, last row first.
     """
     n = min(max(n, 0), takes.shape[0])
+    if n == 0:  # nothing to check (most decisions): what the rules below would leave, without their scratch
+        takes[:] = 0.0
+        return 0
     work = np.zeros((3, MAX_VENUES))  # one allocation for the three per-venue rows: this runs at every decision
     buys = work[0]
     sells = work[1]
