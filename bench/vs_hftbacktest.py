@@ -21,8 +21,12 @@ deciding on every event (stockbridge: every same-time group of rows; hftbacktest
 ``wait_next_feed``) and on a 100 ms cadence (stockbridge ``decision_interval_ms = 100``;
 hftbacktest ``elapse(100 ms)``). Each workload is run both "incl. reading" (stockbridge reads the
 store chunk by chunk through its prefetching reader; hftbacktest is given the ``.npz`` path) and
-"loop only" (the events already in memory). Each run is a fresh child process with compiled code
-warmed up on a few thousand rows first, so compile time is not counted; the two systems alternate
+"loop only" (the events already in memory). A fifth workload runs stockbridge with
+``backtest.decide_when_changed`` (a due decision is skipped unless a top of book, a report, the
+session or the multiplier changed, or a second passed) against hftbacktest deciding on every feed
+as before: this market maker reads only the tops of book and its position, so it sends the same
+orders either way, but it is an option with its own results in general, not the default. Each
+system runs every workload in one fresh child process per round, after a warm-up on a few thousand rows (compile time is not counted); the two systems alternate
 within every round, and the times are CPU seconds of the child (``time.process_time``, reader
 thread included), so other load on a shared machine hurts less than with wall time. Printed per
 round: events/s of each, decisions and fills of each; at the end the median stockbridge /
@@ -65,7 +69,10 @@ MAKER_BPS, TAKER_BPS = -1.0, 10.0
 LEVELS = 5
 T0 = 1_751_976_000 * 1_000_000_000  # 2025-07-08 12:00 UTC
 VENUE, TOKEN = "x", "AAPLx"
-WORKLOADS = [("every event", 0.0, "read"), ("every event", 0.0, "loop"), ("100 ms", 100.0, "read"), ("100 ms", 100.0, "loop")]
+# (label, decision cadence ms, mode): "read" includes reading the data, "loop" has it in memory;
+# "+changed": stockbridge with backtest.decide_when_changed (hftbacktest as in "read")
+WORKLOADS = [("every event", 0.0, "read"), ("every event", 0.0, "loop"), ("100 ms", 100.0, "read"), ("100 ms", 100.0, "loop"),
+             ("every event", 0.0, "read+changed")]
 
 CONFIG = f"""
 [instruments.AAPL]
@@ -260,39 +267,46 @@ def prepare(rows: float, work: Path) -> dict:
 # stockbridge
 
 
-def run_stockbridge(work: Path, cadence_ms: float, mode: str) -> dict:
+def run_stockbridge(work: Path, runs: list[tuple[float, str]], events: int) -> list[dict]:
+    """Each (cadence ms, mode) of ``runs`` in this process, after one warm-up replay."""
     from backtest import engine as E
     from backtest.runner import Replay, prefetched
     from data.reader import clock_offsets, read_merged, store_extent
     from stockbridge.config import load_config
     from stockbridge.core import trader as T
 
-    cfg = load_config(work / "config.toml")
-    cfg = cfg.model_copy(update={"backtest": cfg.backtest.model_copy(update={"decision_interval_ms": cadence_ms})})
+    base = load_config(work / "config.toml")
     store = work / "store"
     params = np.array([QTY, MAX_POS, SKEW], dtype=np.float64)
-    lo, hi, _ = store_extent(store, cfg)
+    lo, hi, _ = store_extent(store, base)
 
     def chunks():
-        return read_merged(store, cfg.venue_ids(), cfg.instrument_ids(), lo, hi + 1, clock_offset_ms=clock_offsets(cfg))
+        return read_merged(store, base.venue_ids(), base.instrument_ids(), lo, hi + 1, clock_offset_ms=clock_offsets(base))
 
-    warm = Replay(cfg, store, lo, hi + 1, sb_kernel, params)
+    warm = Replay(base, store, lo, hi + 1, sb_kernel, params)
     warm.compile()
     warm.feed(next(chunks())[:5_000].copy())
-    replay = Replay(cfg, store, lo, hi + 1, sb_kernel, params)
-    if mode == "loop":
-        data = list(chunks())
-        t0, w0 = time.process_time(), time.perf_counter()
-        for c in data:
-            replay.feed(c)
-    else:
-        t0, w0 = time.process_time(), time.perf_counter()
-        for c in prefetched(chunks()):
-            replay.feed(c)
-    replay.finish()
-    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
-    return {"events": int(replay.state.iv[E.I_EVENTS]), "cpu_s": cpu, "wall_s": wall,
-            "decisions": int(replay.trader.iv[T.T_DECISIONS]), "fills": int(sum(len(f) for f in replay.fills))}
+    out = []
+    for cadence_ms, mode in runs:
+        changed = mode.endswith("+changed")
+        cfg = base.model_copy(update={"backtest": base.backtest.model_copy(
+            update={"decision_interval_ms": cadence_ms, "decide_when_changed": changed})})
+        replay = Replay(cfg, store, lo, hi + 1, sb_kernel, params)
+        if mode == "loop":
+            data = list(chunks())
+            t0, w0 = time.process_time(), time.perf_counter()
+            for c in data:
+                replay.feed(c)
+        else:
+            t0, w0 = time.process_time(), time.perf_counter()
+            for c in prefetched(chunks()):
+                replay.feed(c)
+        replay.finish()
+        cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+        out.append({"events": int(replay.state.iv[E.I_EVENTS]), "cpu_s": cpu, "wall_s": wall,
+                    "decisions": int(replay.trader.iv[T.T_DECISIONS]), "fills": int(sum(len(f) for f in replay.fills))})
+        del replay
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,30 +386,36 @@ def _hbt(data):
     return HashMapMarketDepthBacktest([asset])
 
 
-def run_hftbacktest(work: Path, cadence_ms: float, mode: str, events: int) -> dict:
+def run_hftbacktest(work: Path, runs: list[tuple[float, str]], events: int) -> list[dict]:
+    """Each (cadence ms, mode) of ``runs`` in this process, after one warm-up run (compiles the loop)."""
     loop = _hbt_loop()
-    every = int(cadence_ms * 1e6)
     npz = str(work / "events.npz")
     with np.load(npz) as f:
         head = f["data"][:5_000].copy()
-    warm = _hbt(head)  # compiles the loop for this backtest type
-    loop(warm, every, QTY, MAX_POS, SKEW)
+    warm = _hbt(head)
+    loop(warm, 0, QTY, MAX_POS, SKEW)
     warm.close()
-    if mode == "loop":
-        with np.load(npz) as f:
-            data = f["data"]
-        t0, w0 = time.process_time(), time.perf_counter()
-        hbt = _hbt(data)
-    else:
-        t0, w0 = time.process_time(), time.perf_counter()
-        hbt = _hbt([npz])
-    decisions, rc = loop(hbt, every, QTY, MAX_POS, SKEW)
-    if rc != 1:
-        raise RuntimeError(f"hftbacktest stopped before the end of the data with code {rc}")
-    cpu, wall = time.process_time() - t0, time.perf_counter() - w0
-    fills = int(hbt.state_values(0).num_trades)
-    hbt.close()
-    return {"events": events, "cpu_s": cpu, "wall_s": wall, "decisions": int(decisions), "fills": fills}
+    out = []
+    for cadence_ms, mode in runs:
+        every = int(cadence_ms * 1e6)
+        if mode == "loop":
+            with np.load(npz) as f:
+                data = f["data"]
+            t0, w0 = time.process_time(), time.perf_counter()
+            hbt = _hbt(data)
+        else:
+            data = None
+            t0, w0 = time.process_time(), time.perf_counter()
+            hbt = _hbt([npz])
+        decisions, rc = loop(hbt, every, QTY, MAX_POS, SKEW)
+        if rc != 1:
+            raise RuntimeError(f"hftbacktest stopped before the end of the data with code {rc}")
+        cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+        out.append({"events": events, "cpu_s": cpu, "wall_s": wall, "decisions": int(decisions),
+                    "fills": int(hbt.state_values(0).num_trades)})
+        hbt.close()
+        del data
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,13 +427,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", type=Path, help="keep (or reuse) the generated data in this directory")
     ap.add_argument("--only", choices=["every", "100ms"], help="run one cadence only")
-    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--no-changed", action="store_true", help="leave out the decide_when_changed workload")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        system, work, cadence, mode, events = args.child
+        system, work, runs, events = args.child
         fn = run_stockbridge if system == "stockbridge" else run_hftbacktest
-        extra = () if system == "stockbridge" else (int(events),)
-        print(json.dumps(fn(Path(work), float(cadence), mode, *extra)))
+        print(json.dumps(fn(Path(work), [(float(c), m) for c, m in json.loads(runs)], int(events))))
         return
     try:
         import hftbacktest
@@ -434,29 +454,31 @@ def main() -> None:
         print(f"generated {meta['rows']:,} rows ({meta['npz_rows']:,} hftbacktest rows) in {meta['seconds']:.1f} s")
     print(f"stockbridge vs hftbacktest {hftbacktest.__version__}: {meta['rows']:,} events, one venue, the same "
           f"market maker; CPU time per run (wall in brackets)")
-    workloads = [w for w in WORKLOADS if args.only is None or (w[1] == 0.0) == (args.only == "every")]
+    workloads = [w for w in WORKLOADS if (args.only is None or (w[1] == 0.0) == (args.only == "every"))
+                 and not (args.no_changed and w[2].endswith("+changed"))]
     ratios: dict[str, list[float]] = {}
+    runs = json.dumps([(cadence, mode) for _, cadence, mode in workloads])
     for r in range(args.rounds):
-        for label, cadence, mode in workloads:
-            got = {}
-            order = ("stockbridge", "hftbacktest") if r % 2 == 0 else ("hftbacktest", "stockbridge")
-            for system in order:
-                out = subprocess.run([sys.executable, __file__, "--child", system, str(work), str(cadence), mode, str(meta["rows"])],
-                                     capture_output=True, text=True, cwd=ROOT)
-                if out.returncode != 0:
-                    sys.exit(f"{system} failed:\n{out.stderr[-3000:]}")
-                got[system] = json.loads(out.stdout.strip().splitlines()[-1])
-            s, h = got["stockbridge"], got["hftbacktest"]
-            key = f"{label}, {'incl. reading' if mode == 'read' else 'loop only'}"
+        got = {}
+        order = ("stockbridge", "hftbacktest") if r % 2 == 0 else ("hftbacktest", "stockbridge")
+        for system in order:  # one process per system and round: every workload, after one warm-up
+            out = subprocess.run([sys.executable, __file__, "--child", system, str(work), runs, str(meta["rows"])],
+                                 capture_output=True, text=True, cwd=ROOT)
+            if out.returncode != 0:
+                sys.exit(f"{system} failed:\n{out.stderr[-3000:]}")
+            got[system] = json.loads(out.stdout.strip().splitlines()[-1])
+        for (label, _, mode), s, h in zip(workloads, got["stockbridge"], got["hftbacktest"]):
+            key = f"{label}, {'loop only' if mode == 'loop' else 'incl. reading'}" + (
+                ", sb decide_when_changed" if mode.endswith("+changed") else "")
             ratio = (s["events"] / s["cpu_s"]) / (h["events"] / h["cpu_s"])
             ratios.setdefault(key, []).append(ratio)
-            print(f"round {r + 1} | {key:<28} | stockbridge {s['events'] / s['cpu_s'] / 1e6:6.2f} M ev/s "
+            print(f"round {r + 1} | {key:<52} | stockbridge {s['events'] / s['cpu_s'] / 1e6:6.2f} M ev/s "
                   f"({s['events'] / s['wall_s'] / 1e6:.2f}), {s['decisions']:>9,} decisions, {s['fills']:>7,} fills | "
                   f"hftbacktest {h['events'] / h['cpu_s'] / 1e6:6.2f} M ev/s ({h['events'] / h['wall_s'] / 1e6:.2f}), "
                   f"{h['decisions']:>9,} decisions, {h['fills']:>7,} fills | ratio {ratio:.2f}", flush=True)
     print("\nmedian stockbridge / hftbacktest (events per CPU-second):")
     for key, rs in ratios.items():
-        print(f"  {key:<28} {statistics.median(rs):.2f}   (rounds: {', '.join(f'{x:.2f}' for x in rs)})")
+        print(f"  {key:<52} {statistics.median(rs):.2f}   (rounds: {', '.join(f'{x:.2f}' for x in rs)})")
     if tmp is not None:
         tmp.cleanup()
 

@@ -52,10 +52,12 @@ def decide(ctx, params, kernel, quotes, takes):
     return finalize_takes(ctx, takes, n)
 
 
-@njit(types.int64(CTX_TYPE, PARAMS_TYPE, KERNEL_TYPE, QUOTES_TYPE, TAKES_TYPE, WORK_TYPE), cache=True)
+@njit(types.int64(CTX_TYPE, PARAMS_TYPE, KERNEL_TYPE, QUOTES_TYPE, TAKES_TYPE, WORK_TYPE), cache=True, _nrt=False)
 def decide_into(ctx, params, kernel, quotes, takes, work):
     """:func:`decide` with ``work`` float64[4, MAX_VENUES] C-contiguous as finalize_quotes' scratch
-    (quoting.finalize_quotes_into): the same result without an allocation per decision."""
+    (quoting.finalize_quotes_into): the same result without an allocation per decision, and without
+    reference counting (see backtest.engine's module doc; finalize_takes, which allocates when the
+    kernel wrote takes, keeps its own)."""
     quotes[:] = 0.0
     takes[:] = 0.0
     n = kernel(ctx, params, quotes, takes)

@@ -236,10 +236,11 @@ def finalize_quotes(ctx, quotes):
     return finalize_quotes_into(ctx, quotes, np.zeros((4, MAX_VENUES)))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def finalize_quotes_into(ctx, quotes, work):
     """:func:`finalize_quotes` with ``work`` float64[4, >= MAX_VENUES] as its scratch (overwritten):
-    no allocation, for a caller that decides often."""
+    no allocation, for a caller that decides often. Without reference counting (see
+    backtest.engine's module doc), so no array views either: the work rows are indexed in place."""
     fair = ctx.fair
     usable = math.isfinite(fair) and fair > 0.0
     n_live = 0
@@ -251,20 +252,17 @@ def finalize_quotes_into(ctx, quotes, work):
                     for c in range(quotes.shape[3]):
                         quotes[v, side, lvl, c] = 0.0
 
-    centers = work[0]
+    # work rows: 0 the center per venue, 1 / 2 units pending to buy / sell (counted as filled),
+    # 3 the highest mark a pending buy at the venue was valued at
     n_used = min(ctx.n_venues, quotes.shape[0])  # rows past n_venues were zeroed above
     for v in range(n_used):
-        centers[v] = quote_center(quotes, v, unit_mark(ctx, v))
-    buys = work[1]  # units pending per venue, counted as filled
-    sells = work[2]
-    marks = work[3]  # highest mark a pending buy at the venue was valued at
-    for v in range(n_used):
-        marks[v] = 0.0
+        work[0, v] = quote_center(quotes, v, unit_mark(ctx, v))
+        work[3, v] = 0.0
     delta_up = 0.0  # share-equivalents pending on the buy side, all venues
     delta_down = 0.0
     for v in range(n_used):  # orders being cancelled may still fill: they count first
-        buys[v] = ctx.working_buy[v]
-        sells[v] = ctx.working_sell[v]
+        work[1, v] = ctx.working_buy[v]
+        work[2, v] = ctx.working_sell[v]
         delta_up += ctx.working_buy[v] * unit_delta(ctx, v)
         delta_down += ctx.working_sell[v] * unit_delta(ctx, v)
     for lvl in range(quotes.shape[2]):
@@ -278,7 +276,7 @@ def finalize_quotes_into(ctx, quotes, work):
             h = min_half_spread(ctx, v)
             unit = unit_delta(ctx, v)
             ref = unit_mark(ctx, v)
-            center = centers[v]
+            center = work[0, v]
             for side in (BID, ASK):
                 price = quotes[v, side, lvl, 0]
                 size = quotes[v, side, lvl, 1]
@@ -291,9 +289,9 @@ def finalize_quotes_into(ctx, quotes, work):
                     if math.isfinite(ctx.ask[v]):
                         price = min(price, ctx.ask[v] - tick)
                     price = floor_to_grid(price, tick)
-                    mark = max(ref, price, marks[v])
+                    mark = max(ref, price, work[3, v])
                     room = min(
-                        buy_room(ctx, v, buys[v], mark),
+                        buy_room(ctx, v, work[1, v], mark),
                         (ctx.max_net_delta - ctx.net_delta - delta_up) / unit,
                     )
                 else:
@@ -302,7 +300,7 @@ def finalize_quotes_into(ctx, quotes, work):
                         price = max(price, ctx.bid[v] + tick)
                     price = ceil_to_grid(price, tick)
                     room = min(
-                        sell_room(ctx, v, sells[v]),
+                        sell_room(ctx, v, work[2, v]),
                         (ctx.max_net_delta + ctx.net_delta - delta_down) / unit,
                     )
                 size = floor_to_grid(min(size * ctx.size_factor, room), lot)
@@ -311,11 +309,11 @@ def finalize_quotes_into(ctx, quotes, work):
                 quotes[v, side, lvl, 0] = price
                 quotes[v, side, lvl, 1] = size
                 if side == BID:
-                    buys[v] += size
-                    marks[v] = mark
+                    work[1, v] += size
+                    work[3, v] = mark
                     delta_up += size * unit
                 else:
-                    sells[v] += size
+                    work[2, v] += size
                     delta_down += size * unit
                 n_live += 1
     return n_live
@@ -332,7 +330,7 @@ def _take_ok(ctx, v, side, price, size):
     return math.isfinite(price) and price > 0.0 and math.isfinite(size) and size > 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=True)
 def finalize_takes(ctx, takes, n):
     """Apply the core's rules to the first ``n`` raw taker intents, in place; returns rows kept.
 
