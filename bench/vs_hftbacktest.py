@@ -37,7 +37,7 @@ look-ahead cursor, keep a second book as the data reached us, and track liquidit
 fill counts differ a little; the decisions and orders are the same strategy's.
 
     pip install -e '.[bench]'                 # hftbacktest
-    python bench/vs_hftbacktest.py            # 4 M rows, 3 rounds (about 4 minutes on 2 cores)
+    python bench/vs_hftbacktest.py            # 3 M rows, 3 rounds (about 5 minutes on 2 cores, warm cache)
     python bench/vs_hftbacktest.py --rows 10e6 --rounds 5
 """
 
@@ -423,7 +423,7 @@ def run_hftbacktest(work: Path, runs: list[tuple[float, str]], events: int) -> l
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=float, default=4e6, help="rows of the generated L2 stream")
+    ap.add_argument("--rows", type=float, default=3e6, help="rows of the generated L2 stream")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", type=Path, help="keep (or reuse) the generated data in this directory")
     ap.add_argument("--only", choices=["every", "100ms"], help="run one cadence only")
