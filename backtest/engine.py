@@ -97,10 +97,13 @@ N_F = 5
 # scalar slots of the int state ``iv``
 I_EVENTS, I_NEXT_SAMPLE, I_NEXT_TRACK, I_TS_N, I_TRACK_N, I_FILLS_SEEN, I_LAST_ACCRUAL, I_FIRST_TS = range(8)
 I_LAST_TS, I_ACT_NEXT = 8, 9
-N_I = 10
-# config scalars ``cf`` (the recording; what the trader core needs is in its own arrays)
-C_SAMPLE_NS, C_TRACK_NS, C_INITIAL_CASH = range(3)
-N_C = 3
+# decide_when_changed: something reached the core since its last decision (a report, a venue status);
+# the session segment and multiplier step it last decided in; when it last decided
+I_DIRTY, I_SEEN_SEG, I_SEEN_MULT, I_LAST_DECIDE = 10, 11, 12, 13
+N_I = 14
+# config scalars ``cf`` (the recording and the decision trigger; what the trader core needs is in its own arrays)
+C_SAMPLE_NS, C_TRACK_NS, C_INITIAL_CASH, C_ON_CHANGE, C_IDLE_NS = range(5)
+N_C = 5
 # scenario kinds
 SC_DEFAULT, SC_HALT, SC_DEPEG = 0, 1, 2
 
@@ -111,7 +114,7 @@ Static = namedtuple("Static", ["cf", "sc_kind", "sc_venue", "sc_start", "sc_end"
 State = namedtuple(
     "State",
     ["f", "iv", "pos", "cash", "avg", "realized", "fees", "sc_done", "fill_mark", "ts_buf", "track_buf",
-     "rep_i", "rep_f", "sim_cid", "sim_slot"],
+     "rep_i", "rep_f", "sim_cid", "sim_slot", "seen"],
 )
 
 
@@ -241,6 +244,7 @@ def apply_scenarios(sim, events, st, tr, s, now):
                 s.avg[v, ins] = 0.0
             s.cash[v] = value - loss
             T.venue_status(tr, v, T.VENUE_DEFAULTED, value - loss)
+            s.iv[I_DIRTY] = 1
             s.sc_done[k] = 2
         elif kind == SC_HALT:
             if s.sc_done[k] == 0 and st.sc_start[k] <= now:
@@ -249,6 +253,7 @@ def apply_scenarios(sim, events, st, tr, s, now):
                     return rc
                 venue_set_status(sim, v, VENUE_HALTED, st.sc_start[k])
                 T.venue_status(tr, v, T.VENUE_HALTED, 0.0)
+                s.iv[I_DIRTY] = 1
                 s.sc_done[k] = 1
             if s.sc_done[k] == 1 and st.sc_end[k] <= now:
                 rc = catch_up(sim, events, tr, s, v, st.sc_end[k] - 1, now)
@@ -256,6 +261,7 @@ def apply_scenarios(sim, events, st, tr, s, now):
                     return rc
                 venue_set_status(sim, v, VENUE_OK, st.sc_end[k])
                 T.venue_status(tr, v, T.VENUE_OK, 0.0)
+                s.iv[I_DIRTY] = 1
                 s.sc_done[k] = 2
     return DONE
 
@@ -273,6 +279,7 @@ def take_reports(sim, tr, s, now):
             continue
         slot = s.rep_i[SLOT]
         T.report(tr, kind, s.sim_cid[slot], s.rep_i[AUX], s.rep_f[PRICE], s.rep_f[QTY], s.rep_f[FEE], now)
+        s.iv[I_DIRTY] = 1
 
 
 @njit(cache=True, inline="always", _nrt=False)
@@ -381,6 +388,44 @@ def sample_until(sim, events, st, tr, s, until):
 
 
 # ---------------------------------------------------------------------------------------------
+# deciding only when something changed (backtest.decide_when_changed)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def changed_since_decision(tr, st, s, now):
+    """Whether a due decision should run with ``decide_when_changed``: something the strategy reads
+    moved since the last one - a top of book (best price or size, at any configured venue, as the data
+    reached us: fair value follows the mids), a report (positions, working orders), a venue status, a
+    session segment, a multiplier step - or ``decide_max_idle_ms`` has passed (what only time moves:
+    fair-value staleness, variance until the next hedge, cancel retries, venue hours). Remembers
+    what it saw when it says yes."""
+    nv = tr.ci[K_NV]
+    ni = tr.ci[K_NI]
+    seg = T.segment(tr, now)
+    changed = (s.iv[I_DIRTY] != 0 or seg != s.iv[I_SEEN_SEG] or tr.iv[T.T_MULT_IDX] != s.iv[I_SEEN_MULT]
+               or now - s.iv[I_LAST_DECIDE] >= np.int64(st.cf[C_IDLE_NS]))
+    for v in range(nv):
+        ins = tr.venue_instrument[v]
+        if ins < 0:
+            continue
+        b = v * ni + ins
+        for side in range(2):
+            n = tr.lnlev[b, side]
+            px = tr.lpx[b, side, 0] if n > 0 else -1.0
+            qty = tr.lqty[b, side, 0] if n > 0 else -1.0
+            if px != s.seen[v, 2 * side] or qty != s.seen[v, 2 * side + 1]:
+                changed = True
+                s.seen[v, 2 * side] = px
+                s.seen[v, 2 * side + 1] = qty
+    if changed:
+        s.iv[I_DIRTY] = 0
+        s.iv[I_SEEN_SEG] = seg
+        s.iv[I_SEEN_MULT] = tr.iv[T.T_MULT_IDX]
+        s.iv[I_LAST_DECIDE] = now
+    return changed
+
+
+# ---------------------------------------------------------------------------------------------
 # the loop
 
 
@@ -457,6 +502,8 @@ def run_chunk(events, start, sim, st, tr, s, params, kernel):
             continue
         T.book_end(tr, np.int64(ev.venue), np.int64(ev.instrument), now)
         if not decision_due(tr, now):
+            continue
+        if st.cf[C_ON_CHANGE] != 0.0 and not changed_since_decision(tr, st, s, now):
             continue
         mark_to_fair(tr, s, now)
         rc = step(tr, now, params, kernel)

@@ -7,6 +7,7 @@ is :func:`backtest.engine.run_chunk`, fed one reader chunk at a time, so memory 
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import tempfile
@@ -72,6 +73,8 @@ def build_static(cfg: StockbridgeConfig) -> E.Static:
     cf[E.C_SAMPLE_NS] = bt.sample_interval_s * NS
     cf[E.C_TRACK_NS] = TRACK_INTERVAL_S * NS
     cf[E.C_INITIAL_CASH] = bt.initial_cash
+    cf[E.C_ON_CHANGE] = 1.0 if bt.decide_when_changed else 0.0
+    cf[E.C_IDLE_NS] = bt.decide_max_idle_ms * 1e6
     vid = cfg.venue_ids()
     sc = [s for s in bt.scenarios if s.kind != "depeg"]  # a depeg rewrites prices as chunks are read
     kinds = {"default": E.SC_DEFAULT, "halt": E.SC_HALT}
@@ -93,6 +96,8 @@ def new_state(cfg: StockbridgeConfig, tables: MarketTables, st: E.Static, start_
     for k in (E.F_INV_PNL, E.F_BORROW, E.F_DEFAULT_LOSS):
         f[k] = 0.0
     iv = np.zeros(E.N_I, dtype=np.int64)
+    iv[E.I_DIRTY] = 1  # the first due decision always runs
+    iv[E.I_SEEN_SEG] = iv[E.I_SEEN_MULT] = -1
     sample_ns = int(st.cf[E.C_SAMPLE_NS])
     iv[E.I_NEXT_SAMPLE] = (start_ns // sample_ns) * sample_ns
     iv[E.I_NEXT_TRACK] = (start_ns // NS) * NS
@@ -106,6 +111,7 @@ def new_state(cfg: StockbridgeConfig, tables: MarketTables, st: E.Static, start_
         ts_buf=zeros(1, E.TS_FIXED_COLS + E.TS_VENUE_COLS * tables.n_venues), track_buf=zeros(1, 3),
         rep_i=np.zeros(6, dtype=np.int64), rep_f=np.zeros(3, dtype=np.float64),
         sim_cid=np.zeros(sim.orders.shape[0], dtype=np.int64), sim_slot=np.zeros(MAX_WORKING, dtype=np.int64),
+        seen=np.full((MAX_VENUES, 4), np.nan),
     )
 
 
@@ -152,6 +158,7 @@ class Replay:
         self.orders_path = Path(self._track_dir.name) / "orders.parquet"
         self._orders_writer: pq.ParquetWriter | None = None
         self._held = np.zeros(0, dtype=EVENT_DTYPE)  # rows the replay still needs when the next chunk comes
+        self._joined = np.zeros(0, dtype=EVENT_DTYPE)  # held rows + the next chunk (reused: see feed)
         self._resume = 0  # where in ``_held`` the local replay goes on
 
     def compile(self):
@@ -236,8 +243,23 @@ class Replay:
         at the venue before what we have received. What it still needs waits in ``_held`` for the
         next chunk or :meth:`finish`.
         """
+        # Everything made so far (modules, numba's dispatchers, the config) is moved out of the
+        # collector's reach: a full collection during the replay would walk it all again and again
+        # for nothing (the reader thread's frames trigger them). Undone by finish().
+        gc.freeze()
         _apply_depegs(events, self.cfg)
-        self._replay(np.concatenate((self._held, events)) if len(self._held) else events)
+        if not len(self._held):
+            self._replay(events)
+            return
+        # the held rows and the chunk, one after the other in a buffer kept for the next chunk (a new
+        # array per chunk costs the page faults of touching fresh memory, more than the copy)
+        h, n = len(self._held), len(self._held) + len(events)
+        if self._joined.shape[0] < n:
+            self._joined = np.empty(n + n // 4, dtype=EVENT_DTYPE)
+        joined = self._joined[:n]
+        joined[:h] = self._held
+        joined[h:] = events
+        self._replay(joined)
 
     def _replay(self, events: np.ndarray) -> None:
         if len(events):
@@ -277,6 +299,7 @@ class Replay:
         self._flush_fills()
         self._flush_series()
         self._close_track()
+        gc.unfreeze()
 
     # -- output frames --
     def fills_frame(self) -> pl.DataFrame:

@@ -8,6 +8,7 @@ code comes from the disk cache after a warm-up run on the first chunk.
 
     python bench/backtest_throughput.py                  # 10 M events
     python bench/backtest_throughput.py --events 100e6   # the memory check at 100 M events
+    python bench/backtest_throughput.py --data DIR --reader   # the reader alone (read_merged), 3 passes
 """
 
 from __future__ import annotations
@@ -66,10 +67,24 @@ def child(data_dir: str, days: int, cadence_ms: float) -> None:
     }))
 
 
+def reader_only(data_dir: Path, days: int) -> None:
+    """events/s of data.reader.read_merged alone over the whole store: CPU time and wall, 3 passes."""
+    from data.reader import clock_offsets, read_merged
+
+    cfg = bench_config(days, 0.0)
+    for k in range(3):
+        t0, w0, n = time.process_time(), time.perf_counter(), 0
+        for chunk in read_merged(data_dir, cfg.venue_ids(), cfg.instrument_ids(), clock_offset_ms=clock_offsets(cfg)):
+            n += len(chunk)
+        cpu, wall = time.process_time() - t0, time.perf_counter() - w0
+        print(f"reader pass {k + 1}: {n:,} events, {n / cpu / 1e6:.2f} M events per CPU-second, {n / wall / 1e6:.2f} M events/s wall")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=float, default=10e6, help="minimum number of events in the dataset")
     ap.add_argument("--data", type=Path, help="reuse (or keep) the dataset in this directory")
+    ap.add_argument("--reader", action="store_true", help="time the reader alone on --data (which must hold a store)")
     ap.add_argument("--child", nargs=3, metavar=("DATA", "DAYS", "CADENCE_MS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -88,6 +103,9 @@ def main() -> None:
     if data_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="sb-bench-")
         data_dir = Path(tmp.name)
+    if args.reader:
+        reader_only(data_dir, days)
+        return
     if not list_partitions(data_dir):
         with console.status(f"synthesizing {days} days at 250 ms into {data_dir}"):
             t0 = time.perf_counter()

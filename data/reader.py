@@ -1,8 +1,8 @@
 """Merge the stored streams of many (venue, instrument) pairs into one ``local_ts``-ordered event sequence.
 
 Partitions are UTC days, so the merge goes one day at a time: every stream's partition for that day
-is loaded (and nothing else), the day's rows are stably sorted by ``local_ts`` and handed out in
-chunks. A stream's next partition starts at a later day, so everything before the end of the day is
+is loaded (and nothing else), the day's streams (each already in ``local_ts`` order) are merged by
+``local_ts`` and handed out in chunks. A stream's next partition starts at a later day, so everything before the end of the day is
 final: the watermark is the day boundary. Peak memory is one day of all selected streams, however
 long the replay.
 
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from numba import njit
 
-from data.schema import to_numpy
+from data.schema import COLUMNS, EVENT_DTYPE, POLARS_SCHEMA, to_numpy
 from data.store import NS_PER_DAY, list_partitions, part_files, partition_dir, raise_unreadable, read_partition, require_store
 from stockbridge.errors import DataError
 
@@ -151,19 +152,62 @@ def read_merged(
         return
     for date, group in groupby(selected, key=lambda p: p[0]):
         frames = [read_partition(root, v, i, date, vid, iid) for _, vid, iid, v, i in group]
-        # Frames are concatenated in (venue id, instrument id) order, so the stable sort breaks
-        # local_ts ties by venue, then instrument, then each stream's own order.
-        day = pl.concat(frames, how="vertical")
         if start_ns is not None or end_ns is not None:
             lo = start_ns if start_ns is not None else np.iinfo(np.int64).min
             hi = end_ns if end_ns is not None else np.iinfo(np.int64).max
-            day = day.filter((pl.col("local_ts") >= lo) & (pl.col("local_ts") < hi))
-        if len(frames) > 1:
-            day = day.sort("local_ts", maintain_order=True)
-        events = to_numpy(day)
-        del day, frames
+            frames = [f.filter((pl.col("local_ts") >= lo) & (pl.col("local_ts") < hi)) for f in frames]
+        # Frames are in (venue id, instrument id) order and each in local_ts order (read_partition):
+        # merging them, ties to the earlier frame, is the stable sort of their concatenation (local_ts
+        # ties break by venue, then instrument, then each stream's own order) without sorting.
+        events = _merged(frames)
+        del frames
         for at in range(0, len(events), chunk_size):
             yield events[at : at + chunk_size]
+
+
+def _merged(frames: list[pl.DataFrame]) -> np.ndarray:
+    """The rows of ``frames`` (each in local_ts order) as one EVENT_DTYPE array in local_ts order, ties
+    to the earlier frame: the stable sort of their concatenation, made by merging in one compiled pass
+    that also writes the event rows (instead of a sort, then a column-by-column conversion: measured
+    ~80 ns a row against ~15)."""
+    if not frames:
+        return to_numpy(pl.DataFrame(schema=POLARS_SCHEMA))
+    starts = np.cumsum([0] + [f.height for f in frames], dtype=np.int64)
+    # one contiguous, writeable array per column (so one compiled signature however many frames)
+    cols = [np.concatenate([f.get_column(name).to_numpy() for f in frames]) for name in COLUMNS]
+    out = np.empty(int(starts[-1]), dtype=EVENT_DTYPE)
+    _merge_into(out, starts, *cols)
+    return out
+
+
+@njit(cache=True)
+def _merge_into(out, starts, kind, side, venue, instrument, flags, exch_ts, local_ts, price, size, id_):
+    """Rows of the sorted runs ``starts[k]:starts[k + 1]`` of the columns into ``out`` in local_ts
+    order, ties to the lower k."""
+    runs = starts.shape[0] - 1
+    pos = starts[:runs].copy()
+    for m in range(out.shape[0]):
+        best = -1
+        best_t = 0
+        for k in range(runs):
+            if pos[k] < starts[k + 1]:
+                t = local_ts[pos[k]]
+                if best < 0 or t < best_t:
+                    best = k
+                    best_t = t
+        j = pos[best]
+        pos[best] = j + 1
+        r = out[m]
+        r.kind = kind[j]
+        r.side = side[j]
+        r.venue = venue[j]
+        r.instrument = instrument[j]
+        r.flags = flags[j]
+        r.exch_ts = exch_ts[j]
+        r.local_ts = local_ts[j]
+        r.price = price[j]
+        r.size = size[j]
+        r.id = id_[j]
 
 
 def _read_shifted(root, selected, offsets: dict[str, int], start_ns, end_ns, chunk_size: int) -> Iterator[np.ndarray]:

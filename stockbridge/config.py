@@ -83,6 +83,11 @@ class BacktestConfig(Strict):
     seed: int = Field(default=1, description="seed for latency draws and probabilistic fills")
     initial_cash: float = Field(default=25_000.0, gt=0, description="cash per venue at start, quote currency")
     decision_interval_ms: float = Field(default=0.0, ge=0, description="0 = decide on every event, else a cadence in ms")
+    decide_when_changed: bool = Field(
+        default=False,
+        description="skip a due decision unless a top of book, a report, a venue status, the session or the "
+                    "multiplier changed since the last one (faster; results differ from deciding on every event)")
+    decide_max_idle_ms: float = Field(default=1000.0, gt=0, description="with decide_when_changed: decide at least this often, ms")
     requote_ticks: float = Field(default=1.0, ge=0, description="leave an order alone if the new price is within N ticks")
     requote_size_frac: float = Field(default=0.2, ge=0, description="... and its size within this fraction")
     queue_model: Literal["conservative", "probabilistic"] = Field(default="conservative")

@@ -139,6 +139,7 @@ def build_trader(cfg: StockbridgeConfig, tables: MarketTables, start_ns: int, *,
         wo=wo, wfree=wfree, qslot=np.full((MAX_VENUES, 2, MAX_LEVELS), -1, dtype=np.int64),
         arb_live=np.zeros(MAX_VENUES, dtype=np.int64), stale_qty=zeros(MAX_VENUES, 2),
         ctx=ctx, quotes=new_quotes(), takes=new_takes(), actions=new_actions(2 * working_capacity),
+        work=np.zeros((4, MAX_VENUES)),
     )
 
 

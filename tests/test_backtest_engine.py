@@ -446,6 +446,23 @@ def test_a_chunk_boundary_inside_a_same_time_group_does_not_add_a_decision(tmp_p
     assert without_wall(s_small) == without_wall(s_big)
 
 
+def test_decide_when_changed_skips_the_groups_that_leave_every_top_of_book_alone(tmp_path):
+    # Groups: broker and alpha quote (T0, T0+1 ms), two trades (T0+50, +60 ms: no top of book moves),
+    # the broker moves (T0+200 ms), then repeats itself (T0+400 ms). A strategy that never orders (no
+    # reports). Every group decides by default (6); with decide_when_changed the three that change a
+    # top of book do; with a max idle shorter than the gaps, every group again.
+    rows = (broker(T0) + quote(ALPHA, T0 + 1 * MS, 99.90, 3.0, 100.10, 3.0) + trade(ALPHA, T0 + 50 * MS, 1, 100.20, 1.0)
+            + trade(ALPHA, T0 + 60 * MS, 1, 100.20, 1.0) + broker(T0 + 200 * MS, 99.49, 99.51) + broker(T0 + 400 * MS, 99.49, 99.51))
+    write_store(tmp_path, rows)
+    decisions = {}
+    for name, bt in (("every", {}), ("changed", {"decide_when_changed": True}),
+                     ("idle", {"decide_when_changed": True, "decide_max_idle_ms": 5.0})):
+        cfg = make_config(tmp_path / f"{name}.toml", backtest=bt)
+        _, replay = run(cfg, tmp_path, script())
+        decisions[name] = int(replay.trader.iv[T_DECISIONS])
+    assert decisions == {"every": 6, "changed": 3, "idle": 6}
+
+
 # -- 11. backtrader cross-check ---------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from numba import njit
 
 from stockbridge.core.book import best_price, best_size
 from stockbridge.core.context import BID, MAX_LEVELS
-from stockbridge.core.decide import decide
+from stockbridge.core.decide import decide_into
 from stockbridge.core.hedging import carry_after, hedge_decision, hedge_risk_price
 from stockbridge.core.order_codes import (
     ACT_CANCEL,
@@ -340,7 +340,7 @@ def step(tr, now, params, kernel):
     if not hedge_open:
         tau = gap_tau(variance_until_hedge(tr, now), tr.cf[C_GAP_Z])
     fill_context(tr, now, session, hedge_open, tau)
-    n_takes = decide(tr.ctx[0], params, kernel, tr.quotes, tr.takes)
+    n_takes = decide_into(tr.ctx[0], params, kernel, tr.quotes, tr.takes, tr.work)
     tr.iv[T_DECISIONS] += 1
     rc = reconcile_quotes(tr, now)
     if rc == STEP_OK:

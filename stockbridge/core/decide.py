@@ -27,7 +27,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from stockbridge.core.context import CTX_DTYPE
-from stockbridge.core.quoting import finalize_quotes, finalize_takes
+from stockbridge.core.quoting import finalize_quotes, finalize_quotes_into, finalize_takes
 
 CTX_TYPE = from_dtype(CTX_DTYPE)
 PARAMS_TYPE = types.float64[::1]
@@ -35,6 +35,7 @@ QUOTES_TYPE = types.float64[:, :, :, ::1]
 TAKES_TYPE = types.float64[:, ::1]
 KERNEL_SIGNATURE = types.int64(CTX_TYPE, PARAMS_TYPE, QUOTES_TYPE, TAKES_TYPE)
 KERNEL_TYPE = types.FunctionType(KERNEL_SIGNATURE)
+WORK_TYPE = types.float64[:, ::1]
 
 
 @njit(types.int64(CTX_TYPE, PARAMS_TYPE, KERNEL_TYPE, QUOTES_TYPE, TAKES_TYPE), cache=True)
@@ -48,6 +49,19 @@ def decide(ctx, params, kernel, quotes, takes):
     takes[:] = 0.0
     n = kernel(ctx, params, quotes, takes)
     finalize_quotes(ctx, quotes)
+    return finalize_takes(ctx, takes, n)
+
+
+@njit(types.int64(CTX_TYPE, PARAMS_TYPE, KERNEL_TYPE, QUOTES_TYPE, TAKES_TYPE, WORK_TYPE), cache=True, _nrt=False)
+def decide_into(ctx, params, kernel, quotes, takes, work):
+    """:func:`decide` with ``work`` float64[4, MAX_VENUES] C-contiguous as finalize_quotes' scratch
+    (quoting.finalize_quotes_into): the same result without an allocation per decision, and without
+    reference counting (see backtest.engine's module doc; finalize_takes, which allocates when the
+    kernel wrote takes, keeps its own)."""
+    quotes[:] = 0.0
+    takes[:] = 0.0
+    n = kernel(ctx, params, quotes, takes)
+    finalize_quotes_into(ctx, quotes, work)
     return finalize_takes(ctx, takes, n)
 
 

@@ -213,6 +213,7 @@ def quote_center(quotes, v, ref):
 @njit(cache=True)
 def finalize_quotes(ctx, quotes):
     """Apply the core's rules to raw quotes, in place; returns the number of live quote rows.
+    (:func:`finalize_quotes_into` with a work array of its own; the decision cycle passes one it keeps.)
 
     Rows of venues beyond ``n_venues``, with ``quotable`` or ``tradable`` 0, without a tick/lot grid,
     or while fair is unknown are zeroed. Otherwise, per venue ``v`` and level:
@@ -232,27 +233,36 @@ def finalize_quotes(ctx, quotes):
     Every rule only lowers bids, raises asks or cuts sizes, so for the same raw quotes a larger
     ``fair_std`` or a smaller ``size_factor`` never gives a tighter or larger result.
     """
+    return finalize_quotes_into(ctx, quotes, np.zeros((4, MAX_VENUES)))
+
+
+@njit(cache=True, _nrt=False)
+def finalize_quotes_into(ctx, quotes, work):
+    """:func:`finalize_quotes` with ``work`` float64[4, >= MAX_VENUES] as its scratch (overwritten):
+    no allocation, for a caller that decides often. Without reference counting (see
+    backtest.engine's module doc), so no array views either: the work rows are indexed in place."""
     fair = ctx.fair
     usable = math.isfinite(fair) and fair > 0.0
     n_live = 0
     for v in range(quotes.shape[0]):
         ok = usable and v < ctx.n_venues and ctx.quotable[v] == 1 and ctx.tradable[v] == 1
         if not (ok and _venue_grid_ok(ctx, v)):
-            quotes[v] = 0.0
+            for side in range(quotes.shape[1]):  # element by element: a row view costs reference counting
+                for lvl in range(quotes.shape[2]):
+                    for c in range(quotes.shape[3]):
+                        quotes[v, side, lvl, c] = 0.0
 
-    work = np.zeros((4, MAX_VENUES))  # one allocation for the four per-venue rows: this runs at every decision
-    centers = work[0]
+    # work rows: 0 the center per venue, 1 / 2 units pending to buy / sell (counted as filled),
+    # 3 the highest mark a pending buy at the venue was valued at
     n_used = min(ctx.n_venues, quotes.shape[0])  # rows past n_venues were zeroed above
     for v in range(n_used):
-        centers[v] = quote_center(quotes, v, unit_mark(ctx, v))
-    buys = work[1]  # units pending per venue, counted as filled
-    sells = work[2]
-    marks = work[3]  # highest mark a pending buy at the venue was valued at
+        work[0, v] = quote_center(quotes, v, unit_mark(ctx, v))
+        work[3, v] = 0.0
     delta_up = 0.0  # share-equivalents pending on the buy side, all venues
     delta_down = 0.0
     for v in range(n_used):  # orders being cancelled may still fill: they count first
-        buys[v] = ctx.working_buy[v]
-        sells[v] = ctx.working_sell[v]
+        work[1, v] = ctx.working_buy[v]
+        work[2, v] = ctx.working_sell[v]
         delta_up += ctx.working_buy[v] * unit_delta(ctx, v)
         delta_down += ctx.working_sell[v] * unit_delta(ctx, v)
     for lvl in range(quotes.shape[2]):
@@ -266,7 +276,7 @@ def finalize_quotes(ctx, quotes):
             h = min_half_spread(ctx, v)
             unit = unit_delta(ctx, v)
             ref = unit_mark(ctx, v)
-            center = centers[v]
+            center = work[0, v]
             for side in (BID, ASK):
                 price = quotes[v, side, lvl, 0]
                 size = quotes[v, side, lvl, 1]
@@ -279,9 +289,9 @@ def finalize_quotes(ctx, quotes):
                     if math.isfinite(ctx.ask[v]):
                         price = min(price, ctx.ask[v] - tick)
                     price = floor_to_grid(price, tick)
-                    mark = max(ref, price, marks[v])
+                    mark = max(ref, price, work[3, v])
                     room = min(
-                        buy_room(ctx, v, buys[v], mark),
+                        buy_room(ctx, v, work[1, v], mark),
                         (ctx.max_net_delta - ctx.net_delta - delta_up) / unit,
                     )
                 else:
@@ -290,7 +300,7 @@ def finalize_quotes(ctx, quotes):
                         price = max(price, ctx.bid[v] + tick)
                     price = ceil_to_grid(price, tick)
                     room = min(
-                        sell_room(ctx, v, sells[v]),
+                        sell_room(ctx, v, work[2, v]),
                         (ctx.max_net_delta + ctx.net_delta - delta_down) / unit,
                     )
                 size = floor_to_grid(min(size * ctx.size_factor, room), lot)
@@ -299,11 +309,11 @@ def finalize_quotes(ctx, quotes):
                 quotes[v, side, lvl, 0] = price
                 quotes[v, side, lvl, 1] = size
                 if side == BID:
-                    buys[v] += size
-                    marks[v] = mark
+                    work[1, v] += size
+                    work[3, v] = mark
                     delta_up += size * unit
                 else:
-                    sells[v] += size
+                    work[2, v] += size
                     delta_down += size * unit
                 n_live += 1
     return n_live
@@ -320,7 +330,7 @@ def _take_ok(ctx, v, side, price, size):
     return math.isfinite(price) and price > 0.0 and math.isfinite(size) and size > 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=True)
 def finalize_takes(ctx, takes, n):
     """Apply the core's rules to the first ``n`` raw taker intents, in place; returns rows kept.
 
@@ -338,6 +348,9 @@ def finalize_takes(ctx, takes, n):
       rows pushing that way trimmed, last row first.
     """
     n = min(max(n, 0), takes.shape[0])
+    if n == 0:  # nothing to check (most decisions): what the rules below would leave, without their scratch
+        takes[:] = 0.0
+        return 0
     work = np.zeros((3, MAX_VENUES))  # one allocation for the three per-venue rows: this runs at every decision
     buys = work[0]
     sells = work[1]

@@ -104,7 +104,7 @@ Trader = namedtuple(
         # our working orders (stockbridge.core.working) and which of them are the quotes
         "wo", "wfree", "qslot", "arb_live", "stale_qty",
         # decision scratch and output
-        "ctx", "quotes", "takes", "actions",
+        "ctx", "quotes", "takes", "actions", "work",
     ],
 )
 
