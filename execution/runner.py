@@ -47,6 +47,7 @@ from execution.market_data import Book, BookFeed
 from execution.order_manager import LIVE, OrderManager
 from execution.venue import VenueLink
 from stockbridge.core import cycle
+from stockbridge.core import order_codes as oc
 from stockbridge.core import trader as T
 
 log = logging.getLogger("stockbridge.live")
@@ -108,12 +109,35 @@ class LiveRunner:
 
     # -- inputs -------------------------------------------------------------------------------------
 
+    def without_our_orders(self, book: Book) -> Book:
+        """The book less our own resting quotes: a venue shows every resting order, ours too, and
+        the core reads the market as others make it (as the backtest's data shows it). Orders the
+        venue has acknowledged are taken out at their price, by what is left of them."""
+        tr = self.core.tr
+        rows = []
+        for side in range(2):
+            for slot in tr.qslot[book.venue, side]:
+                if slot >= 0 and tr.wo[slot]["state"] in (oc.OPEN, oc.PENDING_CANCEL):
+                    rows.append((side, float(tr.wo[slot]["price"]), float(tr.wo[slot]["leaves"])))
+        if not rows:
+            return book
+        sides = [book.bids.copy(), book.asks.copy()]
+        for side, price, leaves in rows:
+            levels = sides[side]
+            hit = np.flatnonzero(np.abs(levels[:, 0] - price) <= 1e-9 * max(price, 1.0))
+            if len(hit):
+                levels[hit[0], 1] -= leaves
+        bids, asks = (lv[lv[:, 1] > 1e-12] for lv in sides)
+        return Book(book.venue, book.instrument, np.ascontiguousarray(bids), np.ascontiguousarray(asks),
+                    book.exch_ns, book.local_ns, book.is_quote, book.source)
+
     def on_book(self, book: Book) -> None:
+        book = self.without_our_orders(book)
+        if self.recorder is not None:
+            self.recorder.book(book)  # the market as others make it: a backtest of it simulates ours
         self.core.book_snapshot(book.venue, book.instrument, book.bids, book.asks, is_quote=book.is_quote,
                                 now=book.local_ns)
         self.guards.book_update(book.venue, book.local_ns)
-        if self.recorder is not None:
-            self.recorder.book(book)
         self.events += 1
         self._book_perf_ns = time.perf_counter_ns()
         self._wake.set()
@@ -370,7 +394,9 @@ class LiveRunner:
             ours = [[float(tr.wo[s]["price"]) for s in tr.qslot[v, side] if s >= 0] for side in range(2)]
             venues[name] = {
                 "traded": lv is not None,
-                "status": self.halted.get(v) or (lv.stopped if lv else None) or ("stale book" if lv and lv.stale else "ok"),
+                "status": ("not traded" if lv is None else "stopped" if lv.stopped else "stale book" if lv.stale
+                           else "ok"),
+                "why": self.halted.get(v) or (lv.stopped if lv else None),
                 "bid": float(tr.lpx[b, 0, 0]) if tr.lnlev[b, 0] else math.nan,
                 "ask": float(tr.lpx[b, 1, 0]) if tr.lnlev[b, 1] else math.nan,
                 "our_bid": max(ours[0]) if ours[0] else math.nan,
