@@ -106,7 +106,14 @@ class TokenBucket:
         self._refill(now)
         if self.tokens >= 1.0:
             return now
-        return now + math.ceil((1.0 - self.tokens) * NS / self.rate_per_s)
+        t = now + math.ceil((1.0 - self.tokens) * NS / self.rate_per_s)
+        # the first ns at which take() succeeds, in take()'s own float arithmetic (the estimate can be a ns off)
+        at = lambda ns: min(self.burst, self.tokens + (ns - now) * self.rate_per_s / NS)  # noqa: E731
+        while t - 1 > now and at(t - 1) >= 1.0:
+            t -= 1
+        while at(t) < 1.0:
+            t += 1
+        return t
 
 
 class RateGuard:
