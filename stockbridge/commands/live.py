@@ -110,21 +110,10 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
     sandbox = None
     secrets: list[str] = []
     if plan.mode == "sandbox":
-        from execution.sandbox.sandbox import Sandbox
-        from stockbridge.commands.backtest import _synthesize_if_empty
-        from stockbridge.instruments import to_ns
-
-        data_dir = data if data is not None else out / "data"
-        if data is None:
-            _synthesize_if_empty(cfg, data_dir, console)
-        start_ns = to_ns(start) if start else default_start(cfg, data_dir)
-        sandbox = Sandbox(cfg, data_dir, speed=speed, start_ns=start_ns, venues=plan.traded, show_data_time=True)
-        with console.status("starting the sandbox venues (replaying the store up to the start)"):
-            await sandbox.start()
+        sandbox = await start_sandbox(cfg, plan, data if data is not None else out / "data", data is None, speed,
+                                      start, console)
         clock = sandbox.clock.data_now
         secrets = [s for v in sandbox.venues.values() for s in (v.api_key, v.secret)]
-        console.print(f"sandbox: {', '.join(plan.traded)} on 127.0.0.1, replaying {data_dir} from "
-                      f"{_iso(start_ns)} at {speed:g}x")
     else:
         clock = time.time_ns
         for name in plan.traded:
@@ -209,6 +198,26 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
         await close_adapters(adapters)
         if sandbox is not None:
             await sandbox.stop()
+
+
+async def start_sandbox(cfg, plan, data_dir: Path, synthesize: bool, speed: float, start: str | None,
+                        console: Console):
+    """The in-process emulators of ``plan``'s venues, started, replaying ``data_dir`` (the config's
+    synthetic market written there first when ``synthesize``) from ``start`` (default
+    :func:`default_start`) on a clock whose time the venues show."""
+    from execution.sandbox.sandbox import Sandbox
+    from stockbridge.commands.backtest import _synthesize_if_empty
+    from stockbridge.instruments import to_ns
+
+    if synthesize:
+        _synthesize_if_empty(cfg, data_dir, console)
+    start_ns = to_ns(start) if start else default_start(cfg, data_dir)
+    sandbox = Sandbox(cfg, data_dir, speed=speed, start_ns=start_ns, venues=plan.traded, show_data_time=True)
+    with console.status("starting the sandbox venues (replaying the store up to the start)"):
+        await sandbox.start()
+    console.print(f"sandbox: {', '.join(plan.traded)} on 127.0.0.1, replaying {data_dir} from "
+                  f"{_iso(start_ns)} at {speed:g}x")
+    return sandbox
 
 
 def _iso(ns: int) -> str:

@@ -163,21 +163,11 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
     recorder = None
     try:
         if plan.mode == "sandbox":
-            from execution.sandbox.sandbox import Sandbox
-            from stockbridge.commands.backtest import _synthesize_if_empty
-            from stockbridge.commands.live import _iso, default_start
-            from stockbridge.instruments import to_ns
+            from stockbridge.commands.live import start_sandbox
 
-            data_dir = data if data is not None else out / ".sandbox-market"
-            if data is None:
-                _synthesize_if_empty(cfg, data_dir, console)
-            start_ns = to_ns(start) if start else default_start(cfg, data_dir)
-            sandbox = Sandbox(cfg, data_dir, speed=speed, start_ns=start_ns, venues=plan.traded, show_data_time=True)
-            with console.status("starting the sandbox venues (replaying the store up to the start)"):
-                await sandbox.start()
+            sandbox = await start_sandbox(cfg, plan, data if data is not None else out / ".sandbox-market", data is None,
+                                          speed, start, console)
             clock = sandbox.clock.data_now
-            console.print(f"sandbox: {', '.join(plan.traded)} on 127.0.0.1, replaying {data_dir} from "
-                          f"{_iso(start_ns)} at {speed:g}x")
             with console.status("connecting: loading markets"):
                 adapters = await open_adapters(cfg, plan, sandbox=sandbox, call_timeout_s=cfg.live.call_timeout_ms / 1000)
             check_grids(cfg, adapters, str(config))
