@@ -83,7 +83,7 @@ class LiveRunner:
                  call_timeout_s: float = 10.0, unknown_grace_ns: int = 3 * NS, lookup_interval_ns: int = NS,
                  book_depth: int = 25, cancel_wait_s: float = 10.0,
                  on_decision: Callable[[int, np.ndarray], None] | None = None,
-                 recorder: Any = None):
+                 recorder: Any = None, stepped: bool = False):
         self.core, self.journal, self.venues, self.guards, self.clock = core, journal, venues, guards, clock
         self.venue_names = venue_names
         self.halted = dict(halted or {})
@@ -106,6 +106,9 @@ class LiveRunner:
         self._book_perf_ns = 0
         self.notices: list[str] = []
         self.recorder = recorder             # market-data recorder (execution.recorder): book() / trades()
+        # stepped: no decider task; whoever moves a stepped clock calls decide() once the bot has taken
+        # in what the step brought (the backtest/live parity test decides exactly when the backtest does)
+        self.stepped = stepped
 
     # -- inputs -------------------------------------------------------------------------------------
 
@@ -330,7 +333,9 @@ class LiveRunner:
         tasks = [asyncio.create_task(f()) for feed in self.feeds for f in feed.tasks()]
         for lv in self.venues.values():
             tasks += [asyncio.create_task(self._private(lv, w)) for w in ("watch_orders", "watch_my_trades")]
-        tasks += [asyncio.create_task(self._decider()), asyncio.create_task(self._housekeeping())]
+        tasks.append(asyncio.create_task(self._housekeeping()))
+        if not self.stepped:
+            tasks.append(asyncio.create_task(self._decider()))
         for t in tasks:
             t.add_done_callback(self._task_done)
         try:

@@ -1,9 +1,12 @@
 """Quoting formulas pinned to hand-computed values (DOMAIN.md "Quoting models"), and the core's rules."""
 
 import math
+from decimal import Decimal
 
 import pytest
 from core_ctx import HEDGE, TOKEN_A, TOKEN_B, make_ctx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stockbridge.core.context import ASK, BID, new_quotes, new_takes
 from stockbridge.core.quoting import (
@@ -98,6 +101,17 @@ def test_grid_rounding():
     # 100.01 arrives as 100.00999999999999 and stays 100.01 either way
     assert floor_to_grid(0.1 + 0.2, 0.1) == pytest.approx(0.3)
     assert ceil_to_grid(100.01 - 1e-13, 0.01) == pytest.approx(100.01)
+
+
+@settings(max_examples=300, deadline=None)
+@given(k=st.integers(min_value=1, max_value=10**8), step=st.sampled_from(["0.01", "0.001", "0.0001", "0.05", "0.25", "1", "5"]))
+def test_a_grid_price_is_the_number_the_venue_prints(k, step):
+    # exactly the double nearest the decimal k * step, as parsing the venue's "207.89" gives
+    # (20789 * 0.01 would be 207.89000000000001)
+    want = float(Decimal(k) * Decimal(step))
+    x = want * (1 + 1e-13)  # a computed price a hair above the grid point
+    assert floor_to_grid(x, float(step)) == want
+    assert ceil_to_grid(want * (1 - 1e-13), float(step)) == want
 
 
 # -- finalize_quotes ------------------------------------------------------------------------------

@@ -45,6 +45,20 @@ class ReplayClock:
         self._stepped_data_ns += int(round(seconds * 1e9))
         return self._stepped_data_ns
 
+    def release(self, speed: float | None = None) -> None:
+        """A stepped clock starts running, at ``speed`` (default its own), from the data time it has
+        been stepped to: a test sets the scene on a stepped clock, then lets the market run."""
+        if not self.stepped:
+            raise RuntimeError("release() needs a stepped clock")
+        if speed is not None:
+            if not speed > 0:
+                raise ValueError(f"speed must be > 0, got {speed}")
+            self.speed = float(speed)
+        self.data_start_ns = self._stepped_data_ns
+        self.wall_start_ns = time.time_ns()
+        self._mono_start = time.monotonic_ns()
+        self.stepped = False
+
     def to_wall(self, data_ns: int) -> int:
         """The wall time (ns UTC, skew included) a venue shows for an event at data time ``data_ns``."""
         if self.show_data_time:

@@ -141,5 +141,11 @@ class Sandbox:
         await asyncio.sleep(0)
         return t
 
+    def release(self, speed: float | None = None) -> None:
+        """Let a stepped sandbox's market run from where it stands (ReplayClock.release)."""
+        self.clock.release(speed)
+        for v in self.venues.values():
+            v.server.drive()
+
     def __getitem__(self, name: str) -> SandboxVenue:
         return self.venues[name]

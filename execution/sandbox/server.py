@@ -91,9 +91,13 @@ class VenueServer(ABC):
         site = web.TCPSite(self.runner, host, port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
-        if not self.clock.stepped:
-            self._driver = asyncio.create_task(self._drive())
+        self.drive()
         return self
+
+    def drive(self) -> None:
+        """Carry the market forward as a running clock moves (a no-op on a stepped clock)."""
+        if not self.clock.stepped and self._driver is None:
+            self._driver = asyncio.create_task(self._drive())
 
     async def stop(self) -> None:
         if self._driver:

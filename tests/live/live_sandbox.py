@@ -62,7 +62,7 @@ class LiveRun:
         """Stop the run and keep the market moving until its cancel-all has finished."""
         self.runner.stop("test")
         for _ in range(max_steps):
-            if self.task.done():
+            if self.task.done() or not self.sb.clock.stepped:  # a running clock moves by itself
                 break
             await self.sb.step(0.2)
             await asyncio.sleep(0.01)
