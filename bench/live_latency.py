@@ -3,14 +3,17 @@ the venue's websocket message and handed over its book) to the ``create_order`` 
 that book caused leaving the bot for the venue's client, and the trader core's share of it
 (``book_snapshot`` per book, ``step`` per decision).
 
-The demo config's CEX venues (Bybit and Kraken emulators, in-process, replaying the config's
-synthetic market at ``--speed``) are traded by the real bot: runner, guards, journal (SQLite WAL,
-synchronous=FULL: the intents' commit is on disk before the order leaves), order manager. The bench
-wraps each venue client's ``create_order`` and the core's two calls to take the times; nothing
-else changes. It runs until ``--decisions`` core decisions have been made, then prints p50 / p90 /
-p99 / max per stage and peak memory.
+The demo config's CEX venues (Bybit and Kraken emulators replaying the config's synthetic market at
+``--speed``) are traded by the real bot: runner, guards, journal (SQLite WAL, synchronous=FULL: the
+intents' commit is on disk before the order leaves; ``--journal-sync normal``: in the write-ahead
+log), order manager. The emulators run in a process of
+their own (``--emulators process``, the default: a venue is not inside the bot's event loop) or on
+the bot's own loop (``--emulators loop``, as ``stockbridge live`` runs its in-process sandbox). The
+bench wraps each venue client's ``create_order``, the journal's commit of the intents and the core's
+two calls to take the times; nothing else changes. It runs until ``--decisions`` core decisions have
+been made, then prints p50 / p90 / p99 / max per stage and peak memory.
 
-    python bench/live_latency.py [--decisions 10000] [--speed 60] [--data DIR]
+    python bench/live_latency.py [--decisions 10000] [--speed 10] [--emulators process|loop] [--data DIR]
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import asyncio
 import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -46,12 +51,16 @@ async def run(args) -> dict:
     from stockbridge.trader import cid_text
 
     cfg = load_config(CONFIG)
+    cfg = cfg.model_copy(update={"live": cfg.live.model_copy(update={"journal_sync": args.journal_sync})})
     work = Path(tempfile.mkdtemp(prefix="live-latency-"))
     data = args.data or work / "data"
     _synthesize_if_empty(cfg, data, Console(stderr=True))
     venues = ["bybit", "kraken"]
-    sb = Sandbox(cfg, data, speed=args.speed, start_ns=default_start(cfg, data), venues=venues, show_data_time=True)
-    await sb.start()
+    if args.emulators == "process":
+        sb = RemoteSandbox(data, args.speed, default_start(cfg, data), venues)
+    else:
+        sb = Sandbox(cfg, data, speed=args.speed, start_ns=default_start(cfg, data), venues=venues, show_data_time=True)
+        await sb.start()
     plan = VenuePlan("sandbox", venues, {n: "not in this bench" for n in cfg.venues if n not in venues})
     adapters = await open_adapters(cfg, plan, sandbox=sb)
     book_at: dict[str, int] = {}
@@ -78,6 +87,16 @@ async def run(args) -> dict:
                                   start_ns=sb.clock.data_now(), horizon_ns=6 * 3600 * 10**9, on_decision=on_decision)
     runner = session.runner
     core = runner.core
+    journal = session.journal
+    record = journal.record_intents
+    commit_us: list[float] = []
+
+    def timed_record(intents, local_ns):
+        t = time.perf_counter_ns()
+        record(intents, local_ns)
+        commit_us.append((time.perf_counter_ns() - t) / 1e3)
+
+    journal.record_intents = timed_record
     snap, step = core.book_snapshot, core.step
 
     def timed_snapshot(*a, **k):
@@ -103,14 +122,75 @@ async def run(args) -> dict:
     await close_adapters(adapters)
     session.journal.close()
     await sb.stop()
-    return {"tick_to_order": tick_to_order, "snapshot": snap_us, "step": step_us, "decisions": runner.decisions, "books": runner.events,
-            "wall": wall, "speed": args.speed}
+    return {"tick_to_order": tick_to_order, "snapshot": snap_us, "step": step_us, "commit": commit_us,
+            "decisions": runner.decisions, "books": runner.events, "wall": wall, "speed": args.speed}
+
+
+def _serve(data: str, speed: float, start_ns: int, venues: list[str], conn) -> None:
+    """The emulators in a child process, on their own loop, until the parent says stop."""
+    import uvloop
+
+    from execution.sandbox.sandbox import Sandbox
+    from stockbridge.config import load_config
+
+    async def main() -> None:
+        sb = Sandbox(load_config(CONFIG), data, speed=speed, start_ns=start_ns, venues=venues, show_data_time=True)
+        await sb.start()
+        conn.send({"clock": (sb.clock.data_start_ns, sb.clock._mono_start),
+                   "venues": {n: (v.kind, v.api_key, v.secret, v.urls()) for n, v in sb.venues.items()}})
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        await sb.stop()
+
+    uvloop.run(main())
+
+
+@dataclass
+class RemoteVenue:
+    name: str
+    kind: str
+    api_key: str
+    secret: str
+    _urls: dict
+
+    def urls(self) -> dict:
+        return self._urls
+
+
+class RemoteSandbox:
+    """The emulators of ``venues`` in a child process (execution.sandbox.Sandbox there, replaying
+    ``data`` at ``speed`` from ``start_ns``); ``clock.data_now`` is the child's replay clock (the
+    two processes share CLOCK_MONOTONIC)."""
+
+    def __init__(self, data, speed: float, start_ns: int, venues: list[str]):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(str(data), speed, start_ns, venues, child), daemon=True)
+        self._proc.start()
+        if not self._conn.poll(300):
+            raise RuntimeError("the emulators' process did not start in 300 s")
+        info = self._conn.recv()
+        data0, mono0 = info["clock"]
+        self.venues = {n: RemoteVenue(n, *v) for n, v in info["venues"].items()}
+        self.clock = SimpleNamespace(speed=speed, data_now=lambda: data0 + int((time.monotonic_ns() - mono0) * speed))
+
+    def __getitem__(self, name: str) -> RemoteVenue:
+        return self.venues[name]
+
+    async def stop(self) -> None:
+        self._conn.send("stop")
+        await asyncio.to_thread(self._proc.join, 30)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--decisions", type=int, default=10_000)
-    ap.add_argument("--speed", type=float, default=60.0, help="market seconds per wall second")
+    ap.add_argument("--speed", type=float, default=10.0, help="market seconds per wall second")
+    ap.add_argument("--journal-sync", choices=("full", "normal"), default="full",
+                    help="the journal's durability (live.journal_sync): fsync every commit, or leave it to the OS")
+    ap.add_argument("--emulators", choices=("process", "loop"), default="process",
+                    help="the venue emulators in a process of their own, or on the bot's event loop")
     ap.add_argument("--data", type=Path, default=None, help="store to replay (default: synthesize the demo's market)")
     ap.add_argument("--max-seconds", type=float, default=900.0)
     args = ap.parse_args()
@@ -124,10 +204,11 @@ def main() -> None:
     except ImportError:
         r = asyncio.run(run(args))
     t = Table(title=f"live bot on loopback: {r['decisions']:,} decisions, {r['books']:,} market events in "
-                    f"{r['wall']:.0f} s at {r['speed']:g}x", show_edge=False)
+                    f"{r['wall']:.0f} s at {r['speed']:g}x, emulators {args.emulators}, journal {args.journal_sync}", show_edge=False)
     for col in ("stage", "n", "p50 µs", "p90 µs", "p99 µs", "max µs"):
         t.add_column(col, justify="right" if col != "stage" else "left")
     t.add_row("book in -> create_order out", *percentiles(r["tick_to_order"]))
+    t.add_row("  journal: the intents' commit (fsync)", *percentiles(r["commit"]))
     t.add_row("  trader core: book_snapshot (one book in)", *percentiles(r["snapshot"]))
     t.add_row("  trader core: step (one decision)", *percentiles(r["step"]))
     Console().print(t)

@@ -227,7 +227,7 @@ async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path,
         trader.cf[T.C_DECISION_NS] = cfg.live.decision_interval_ms * 1e6
     core = TraderCore(trader, params.to_array(), spec.kernel)
     run_dir.mkdir(parents=True, exist_ok=True)
-    journal = Journal(run_dir / cfg.live.journal, redact=list(secrets))
+    journal = Journal(run_dir / cfg.live.journal, redact=list(secrets), sync=cfg.live.journal_sync)
     journal.set_meta("config_sha256", hashlib.sha256(Path(config_path).read_bytes()).hexdigest())
     venues: dict[int, LiveVenue] = {}
     for name in plan.traded:

@@ -102,7 +102,8 @@ class LiveRunner:
         self.events = 0                      # books and trades handed to the core
         self.decisions = 0
         self.submits: set[asyncio.Task] = set()
-        self.on_decision = on_decision       # (perf ns the last book arrived, actions sent): the latency bench
+        # (perf ns the book this decision followed arrived, actions sent), for decisions a book caused: the latency bench
+        self.on_decision = on_decision
         self._book_perf_ns = 0
         self.notices: list[str] = []
         self.recorder = recorder             # market-data recorder (execution.recorder): book() / trades()
@@ -180,14 +181,15 @@ class LiveRunner:
         if rc != cycle.STEP_IDLE:
             self.decisions += 1
             actions = self.core.actions()
+        book_perf_ns, self._book_perf_ns = self._book_perf_ns, 0  # a book came in since the last pass
         screened = self.guards.screen(actions if actions is not None and len(actions) else None, now)
         for rows, reason in screened.refuse:
             self.om.refuse(rows, reason)
         if screened.kill is not None:
             self._end(f"kill switch: {screened.kill}")
         if len(screened.send):
-            if self.on_decision is not None:
-                self.on_decision(self._book_perf_ns, screened.send)
+            if self.on_decision is not None and book_perf_ns:
+                self.on_decision(book_perf_ns, screened.send)
             self._spawn(self.om.submit(screened.send))
         if self.sampler.due(now):
             val = self.sampler.sample(now, self.session(now))
@@ -218,7 +220,10 @@ class LiveRunner:
         backoff, failed = 0.5, False
         while not self._stop.is_set():
             try:
-                got = await getattr(ad, watch)(lv.symbol)
+                # no symbol: with one, ccxt.pro filters its whole cache (up to 1,000 orders or fills)
+                # on every call, a quarter of the bot's CPU in bench/live_latency.py. The order
+                # manager knows ours by client id and leaves every other order alone.
+                got = await getattr(ad, watch)()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a stream down: REST until it is back

@@ -88,6 +88,12 @@ class LiveConfig(Strict):
         description='true: the loopback emulators in-process; "testnet": the venues\' own sandboxes (keys from the '
                     "environment); false: real venues, which also needs --real-money on the command line")
     journal: str = Field(default="journal.sqlite", description="journal file name inside the run directory")
+    journal_sync: Literal["full", "normal"] = Field(
+        default="full",
+        description='"full": every journal commit is on disk (fsync) before the bot goes on, an order\'s intent '
+                    'before the order is sent; "normal": a commit is in the write-ahead log when the bot goes on '
+                    "(a crash of the bot loses nothing, a power cut may lose the last commits, which start-up "
+                    "reconciliation recovers from the venues), and no fsync delays an order")
     decision_interval_ms: float | None = Field(
         default=None, ge=0,
         description="0 = decide on every book change of the quoted instrument, else a cadence in ms; "
