@@ -68,7 +68,12 @@ async def run(args) -> dict:
     snap_us: list[float] = []
     step_us: list[float] = []
 
+    stages: dict[str, list[float]] = {"wake": [], "spawn": [], "send": []}
+    decide_at = [0]
+    submit_at: dict[str, int] = {}
+
     def on_decision(book_perf_ns: int, actions) -> None:
+        stages["wake"].append((decide_at[0] - book_perf_ns) / 1e3)
         for a in actions:
             book_at[cid_text(int(a["cid"]))] = book_perf_ns
 
@@ -80,6 +85,7 @@ async def run(args) -> dict:
             b = book_at.pop(params.get("clientOrderId"), None)
             if b:
                 tick_to_order.append((t - b) / 1e3)
+                stages["send"].append((t - submit_at.pop(params.get("clientOrderId"), t)) / 1e3)
             return await _create(symbol, type, side, amount, price, params)
 
         ad.create_order = timed
@@ -97,6 +103,22 @@ async def run(args) -> dict:
         commit_us.append((time.perf_counter_ns() - t) / 1e3)
 
     journal.record_intents = timed_record
+    decide, submit = runner.decide, runner.om.submit
+
+    def timed_decide():
+        decide_at[0] = time.perf_counter_ns()
+        decide()
+
+    async def timed_submit(actions):
+        t = time.perf_counter_ns()
+        for a in actions:
+            text = cid_text(int(a["cid"]))
+            if text in book_at:
+                submit_at[text] = t
+        stages["spawn"].append((t - decide_at[0]) / 1e3)
+        await submit(actions)
+
+    runner.decide, runner.om.submit = timed_decide, timed_submit
     snap, step = core.book_snapshot, core.step
 
     def timed_snapshot(*a, **k):
@@ -118,12 +140,14 @@ async def run(args) -> dict:
         await asyncio.sleep(0.5)
     runner.stop("bench done")
     await task
+    counts = runner.om.snapshot()["counts"]
     wall = time.perf_counter() - began
     await close_adapters(adapters)
     session.journal.close()
     await sb.stop()
-    return {"tick_to_order": tick_to_order, "snapshot": snap_us, "step": step_us, "commit": commit_us,
-            "decisions": runner.decisions, "books": runner.events, "wall": wall, "speed": args.speed}
+    return {"tick_to_order": tick_to_order, "snapshot": snap_us, "step": step_us, "commit": commit_us, **stages,
+            "decisions": runner.decisions, "books": runner.events, "wall": wall, "speed": args.speed,
+            "counts": counts}
 
 
 def _serve(data: str, speed: float, start_ns: int, venues: list[str], conn) -> None:
@@ -208,10 +232,14 @@ def main() -> None:
     for col in ("stage", "n", "p50 µs", "p90 µs", "p99 µs", "max µs"):
         t.add_column(col, justify="right" if col != "stage" else "left")
     t.add_row("book in -> create_order out", *percentiles(r["tick_to_order"]))
-    t.add_row("  journal: the intents' commit (fsync)", *percentiles(r["commit"]))
+    t.add_row("  book in -> the decision starts", *percentiles(r["wake"]))
+    t.add_row("  decision -> the order manager runs", *percentiles(r["spawn"]))
+    t.add_row("  order manager -> create_order (incl. journal)", *percentiles(r["send"]))
+    t.add_row("  journal: the intents' commit", *percentiles(r["commit"]))
     t.add_row("  trader core: book_snapshot (one book in)", *percentiles(r["snapshot"]))
     t.add_row("  trader core: step (one decision)", *percentiles(r["step"]))
     Console().print(t)
+    print("order manager:", ", ".join(f"{k} {v:,}" for k, v in sorted(r["counts"].items())))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -99,15 +99,25 @@ def _ccxt_real(venue_cfg, creds, testnet: bool):
     return ex
 
 
+KRAKEN_CLOSED_PAGE = 50  # ClosedOrders answers 50 orders a page, newest first
+
+
 async def kraken_find_by_client_id(adapter: Any, symbol: str, text: str, since_ms: int | None) -> dict[str, Any]:
     """Kraken's order lookup by our client id: its QueryOrders takes only its own order ids, so the
-    open orders and then the closed orders since ``since_ms`` are searched; ``ccxt.OrderNotFound``
-    when neither lists it."""
-    for fetch in (adapter.fetch_open_orders(symbol), adapter.fetch_closed_orders(symbol, since_ms)):
-        for od in await fetch:
+    open orders and then the closed orders since ``since_ms`` (page by page) are searched;
+    ``ccxt.OrderNotFound`` when neither lists it."""
+    for od in await adapter.fetch_open_orders(symbol):
+        if od.get("clientOrderId") == text:
+            return od
+    ofs = 0
+    while True:
+        page = await adapter.fetch_closed_orders(symbol, since_ms, None, {"ofs": ofs})
+        for od in page:
             if od.get("clientOrderId") == text:
                 return od
-    raise ccxt.OrderNotFound(f"kraken: no open or closed order with client id {text}")
+        if len(page) < KRAKEN_CLOSED_PAGE:
+            raise ccxt.OrderNotFound(f"kraken: no open or closed order with client id {text}")
+        ofs += len(page)
 
 
 def client_id_params(ccxt_id: str):

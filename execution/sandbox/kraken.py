@@ -60,6 +60,7 @@ ERRORS: dict[str, str] = {
     "rate_limit": "EAPI:Rate limit exceeded",
     "token": "EAPI:Invalid token",
 }
+CLOSED_PAGE = 50  # ClosedOrders answers 50 orders a page
 STATUS = {"new": "open", "partially_filled": "open", "filled": "closed", "cancelled": "canceled", "rejected": "canceled"}
 WS_STATUS = {"new": "new", "partially_filled": "partially_filled", "filled": "filled", "cancelled": "canceled",
              "rejected": "canceled"}
@@ -356,8 +357,17 @@ class KrakenServer(VenueServer):
         return {"open": self._orders(acct, p, False)}
 
     def h_closed(self, acct: Account, p: dict) -> dict:
+        """Kraken's ClosedOrders: newest first, 50 a page (``ofs`` the offset), closed after ``start``
+        (unix seconds, exclusive) and up to ``end`` (inclusive); ``count`` is all that match."""
         rows = self._orders(acct, p, True)
-        return {"closed": rows, "count": len(rows)}
+        start = float(p["start"]) if p.get("start") else None
+        end = float(p["end"]) if p.get("end") else None
+        if start is not None or end is not None:
+            rows = {k: o for k, o in rows.items() if (start is None or o["closetm"] > start)
+                    and (end is None or o["closetm"] <= end)}
+        ofs = int(p.get("ofs") or 0)
+        page = dict(list(rows.items())[ofs:ofs + CLOSED_PAGE])
+        return {"closed": page, "count": len(rows)}
 
     def h_query(self, acct: Account, p: dict) -> dict:
         out = {}

@@ -153,6 +153,24 @@ async def test_order_lifecycle_by_client_id_and_fill_matches_the_ledger(kraken):
     assert bal["AAPLX"]["total"] == pytest.approx(sv.account.balances["AAPLX"].total)
 
 
+async def test_closed_orders_come_50_a_page_newest_first_after_start(kraken):
+    sb, sv, ex = kraken
+    far = round(sv.emu.book(sv.emu.markets[MID])[0][0][0] - 5, 2)
+    ids = []
+    for k in range(55):
+        o = await within(5, ex.create_order(SYMBOL, "limit", "buy", 0.05, far, {"clientOrderId": f"k-page{k}"}))
+        await within(5, ex.cancel_order(o["id"], SYMBOL))
+        ids.append(o["id"])
+        if k == 49:
+            await sb.step(2)  # the last five close two seconds later
+    first = await within(5, ex.fetch_closed_orders(SYMBOL))
+    second = await within(5, ex.fetch_closed_orders(SYMBOL, None, None, {"ofs": 50}))
+    # (ccxt sorts a page by time)
+    assert (sorted(x["id"] for x in first), sorted(x["id"] for x in second)) == (sorted(ids[5:]), sorted(ids[:5]))
+    later = sb.clock.wall_ms(sv.account.orders[ids[49]].updated) + 1000  # Kraken's start is in seconds, exclusive
+    assert sorted(x["id"] for x in await within(5, ex.fetch_closed_orders(SYMBOL, later))) == sorted(ids[50:])
+
+
 async def test_post_only_that_would_take_is_cancelled_as_kraken_does(kraken):
     sb, sv, ex = kraken
     ask = sv.emu.book(sv.emu.markets[MID])[1][0][0]
