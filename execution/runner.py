@@ -31,6 +31,7 @@ prices quote currency; sizes tokens (shares at the broker).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import time
@@ -335,6 +336,11 @@ class LiveRunner:
 
     async def run(self, duration_s: float | None = None) -> str:
         """Run until ``duration_s`` wall seconds pass or :meth:`stop`; cancel everything; return why it ended."""
+        # what start-up made (modules, numba's dispatchers, ccxt's markets, the core) is moved out of
+        # the collector's reach: a full collection would walk it all again, a pause in the middle of
+        # some book's way to an order
+        gc.collect()
+        gc.freeze()
         tasks = [asyncio.create_task(f()) for feed in self.feeds for f in feed.tasks()]
         for lv in self.venues.values():
             tasks += [asyncio.create_task(self._private(lv, w)) for w in ("watch_orders", "watch_my_trades")]
@@ -363,6 +369,7 @@ class LiveRunner:
             for t in list(self.submits):
                 t.cancel()
             await asyncio.gather(*self.submits, return_exceptions=True)
+            gc.unfreeze()
         for lv in self.venues.values():
             await self.check_balance(lv)
         self.sampler.sample(self.clock(), self.session(self.clock()))
