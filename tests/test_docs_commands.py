@@ -3,7 +3,7 @@
 - Command lines in fenced ``bash`` blocks are run verbatim, in document order, in a scratch
   directory whose ``configs/demo.toml`` is the demo cut to one fast synthetic day (the one mapping;
   the full demo is what the install tests and CI run), and where a ``stockbridge live`` run lasts
-  ``--duration 2m`` it lasts 20 s here (the second mapping; tests/live runs the live bot at length).
+  ``--duration 2m`` it lasts 10 s here (the second mapping; tests/live runs the live bot at length).
   ``pip install`` of the project itself and the
   project's own ``pytest`` are what tests/test_install.py and ``.ci/run`` exercise; here they are the
   only lines not run. A plugin's ``pip install -e`` is run (offline: no build isolation, no
@@ -103,7 +103,7 @@ def test_fenced_command_lines_run_verbatim(tmp_path):
         for doc, command in commands:
             if command.startswith("pip install -e "):
                 installed.append(command.split()[-1])
-            run = command.replace("--duration 2m", "--duration 20s") if command.startswith("stockbridge live ") else command
+            run = command.replace("--duration 2m", "--duration 10s") if command.startswith("stockbridge live ") else command
             res = subprocess.run(run, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
             assert res.returncode == 0, f"{doc}: `{command}` exited {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
             if command.startswith("stockbridge strategies list"):

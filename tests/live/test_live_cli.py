@@ -67,7 +67,7 @@ def test_missing_keys_are_named_never_shown(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """A 15 s run of the demo config against the in-process sandbox, on the sandbox tests' one-day store,
+    """An 8 s run of the demo config against the in-process sandbox, on the sandbox tests' one-day store,
     with the emulators' credentials fixed so the test knows what must never be written."""
     from data.synth import synthesize
     from stockbridge.config import load_config
@@ -81,7 +81,7 @@ def demo_run(tmp_path_factory):
         "s.credentials = lambda kind: (f'sbx-{kind}-KEY-0123456789', base64.b64encode(f'stockbridge-test-secret-{kind}-0123456789'.encode()).decode())\n"
         "from stockbridge.cli import main\n"
         "main(sys.argv[1:])\n")
-    proc = subprocess.run([sys.executable, "-c", script, "live", str(DEMO), "--duration", "15s", "--speed", "20",
+    proc = subprocess.run([sys.executable, "-c", script, "live", str(DEMO), "--duration", "8s", "--speed", "20",
                            "--data", str(store), "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     return proc, out
 
