@@ -97,6 +97,7 @@ class LiveRunner:
                                call_timeout_s=call_timeout_s) for v in venues.values()]
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._streams_done = False           # private streams listen past stop: the exit's cancel-all needs them
         self._failure: BaseException | None = None
         self.stop_reason: str | None = None
         self.events = 0                      # books and trades handed to the core
@@ -213,7 +214,7 @@ class LiveRunner:
         ad = lv.link.adapter
         handle = self.om.on_order if watch == "watch_orders" else self.om.on_trade
         backoff, failed = 0.5, False
-        while not self._stop.is_set():
+        while not self._streams_done:
             try:
                 got = await getattr(ad, watch)(lv.symbol)
             except asyncio.CancelledError:
@@ -344,6 +345,7 @@ class LiveRunner:
             await self._cancel_everything()
         finally:
             self._stop.set()  # loops end on it even if a cancellation is swallowed (asyncio.wait_for in 3.11)
+            self._streams_done = True
             for feed in self.feeds:
                 feed.closed = True
             for t in tasks:

@@ -14,7 +14,6 @@ import asyncio
 import functools
 
 import pytest
-
 from live.live_sandbox import journal_fills, ledger_fills
 
 LIVE_STATES = ("open", "partially_filled", "pending_cancel")
@@ -29,6 +28,18 @@ def bounded(seconds: float):
             return await asyncio.wait_for(fn(*args, **kwargs), seconds)
         return run
     return wrap
+
+
+async def step_until(run, done, *, steps: int = 30, seconds: float = 1.0, wall_s: float = 0.3) -> bool:
+    """Step the market until ``done()`` (at most ``steps`` steps of ``seconds``), letting ``wall_s`` of
+    wall time pass after each: the bot's housekeeping (lookups, REST checks) runs on a wall timer,
+    while a stepped clock moves only when told. True if ``done()`` came true."""
+    for _ in range(steps):
+        if done():
+            return True
+        await run.step(1, seconds)
+        await asyncio.sleep(wall_s)
+    return bool(done())
 
 
 def base_quote(run, venue):

@@ -10,6 +10,7 @@ from faults.invariants import (
     assert_orders_agree,
     bounded,
     live_venue,
+    step_until,
 )
 
 FAST = dict(call_timeout_ms=500.0, unknown_order_grace_ms=1_000.0, lookup_interval_ms=200.0)
@@ -68,9 +69,10 @@ async def test_a_create_the_venue_refused_without_an_answer_is_dropped_not_resen
         assert lost is not None, ("the bot sent no new order while the market was halted: "
                                   f"{[(e['kind'], e['client_id'], e['detail']) for e in run.session.journal.events()][-12:]}"
                                   f" stale={live_venue(run, 'bybit').stale} {run.runner.feeds[0].stats}")
-        await run.step(5)
+        await step_until(run, lambda: lost.final, steps=10)
         assert lost.state.value == "rejected" and lost.presumed_absent, \
-            f"the refused order is {lost.state.value}, not dropped after its grace"
+            f"the refused order is {lost.state.value}, not dropped after its grace: " \
+            f"{[(e['kind'], e['local_ns'], e['detail']) for e in run.session.journal.events(lost.client_id)]}"
         assert lost.client_id not in em.account.by_client_id, "the venue has an order it refused"
         em.fault("resume", symbol=symbol)
         await run.step(15)
