@@ -94,6 +94,16 @@ def assert_orders_agree(run, venue):
         f"{c} (venue: {acct.by_client_id[c].status if c in acct.by_client_id else 'never saw it'})" for c in ghosts)
 
 
+def orders_agree(run, venues) -> bool:
+    """:func:`assert_orders_agree` as a predicate (for :func:`step_until`)."""
+    try:
+        for v in venues:
+            assert_orders_agree(run, v)
+    except AssertionError:
+        return False
+    return True
+
+
 def assert_sent_once(run, venue):
     """Every order the venue saw was a journalled intent; one intent, one order; no client id twice."""
     j = run.session.journal
