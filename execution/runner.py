@@ -52,6 +52,7 @@ from stockbridge.core import trader as T
 
 log = logging.getLogger("stockbridge.live")
 NS = 1_000_000_000
+REST_POLL_S = 1.0  # while a private stream is down, REST reconciles this often (wall seconds)
 
 
 @dataclass
@@ -223,8 +224,7 @@ class LiveRunner:
                 lv.private_errors += 1
                 failed = True
                 log.warning("%s: %s failed (%s); reconciling by REST", lv.name, watch, type(exc).__name__)
-                await self._rest_reconcile(lv)
-                await asyncio.sleep(backoff)
+                await self._rest_while_down(lv, backoff)
                 backoff = min(backoff * 2, 16.0)
                 continue
             if failed:
@@ -233,6 +233,18 @@ class LiveRunner:
             for item in got:
                 handle(lv.id, item)
             self._wake.set()
+
+    async def _rest_while_down(self, lv: LiveVenue, seconds: float) -> None:
+        """REST in place of a failed private stream for ``seconds`` (its reconnect backoff): reconcile
+        now and every ``REST_POLL_S`` until then, so fills and cancels are heard while it is down."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while True:
+            await self._rest_reconcile(lv)
+            left = until - loop.time()
+            if left <= 0 or self._streams_done:
+                return
+            await asyncio.sleep(min(left, REST_POLL_S))
 
     async def _rest_reconcile(self, lv: LiveVenue) -> None:
         try:

@@ -33,12 +33,15 @@ def bounded(seconds: float):
 async def step_until(run, done, *, steps: int = 30, seconds: float = 1.0, wall_s: float = 0.3) -> bool:
     """Step the market until ``done()`` (at most ``steps`` steps of ``seconds``), letting ``wall_s`` of
     wall time pass after each: the bot's housekeeping (lookups, REST checks) runs on a wall timer,
-    while a stepped clock moves only when told. True if ``done()`` came true."""
+    while a stepped clock moves only when told. (Not ``LiveRun.step``: its settle waits up to 3 s
+    for each reply a fault holds up.) True if ``done()`` came true."""
     for _ in range(steps):
         if done():
             return True
-        await run.step(1, seconds)
+        await run.sb.step(seconds)
         await asyncio.sleep(wall_s)
+        if run.task is not None and run.task.done():
+            run.task.result()  # a failure of the bot surfaces here
     return bool(done())
 
 
@@ -102,6 +105,15 @@ def orders_agree(run, venues) -> bool:
     except AssertionError:
         return False
     return True
+
+
+async def assert_orders_converge(run, venues, *, steps: int = 20, seconds: float = 0.25, wall_s: float = 0.3) -> None:
+    """The bot's orders agree with each venue's (:func:`assert_orders_agree`) within ``steps`` market
+    steps of ``seconds``, ``wall_s`` of wall time each: the venue changes as the market steps, the bot
+    hears of it a moment later (short steps: the market moves little while the bot catches up)."""
+    if not await step_until(run, lambda: orders_agree(run, venues), steps=steps, seconds=seconds, wall_s=wall_s):
+        for v in venues:
+            assert_orders_agree(run, v)
 
 
 def assert_sent_once(run, venue):

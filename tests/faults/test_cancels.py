@@ -9,7 +9,7 @@ from live.live_sandbox import close_live, start_live, with_live
 
 from faults.invariants import (
     assert_ledger_invariants,
-    assert_orders_agree,
+    assert_orders_converge,
     bounded,
     live_venue,
     step_until,
@@ -45,7 +45,7 @@ async def test_cancels_whose_replies_are_lost_are_known_cancelled_from_the_venue
             f"orders cancelled at the venue still live in the bot: {[om.orders[o.client_id].state.value for o in pulled]}"
         for o in pulled:
             assert om.orders[o.client_id].state.value == em.account.by_client_id[o.client_id].status
-        assert_orders_agree(run, "bybit")
+        await assert_orders_converge(run, ("bybit",))
         em.fault("unfreeze_feed")
         assert await step_until(run, lambda: bool(resting(run, "bybit")), steps=15), "quotes did not come back"
         await run.stop()
@@ -92,8 +92,7 @@ async def test_an_order_that_fills_while_its_cancel_is_on_the_way_is_booked_once
             bot, venue_order = om.orders[c], sb[v].account.by_client_id[c]
             assert bot.state.value == venue_order.status, f"{v} {c}: bot {bot.state.value}, venue {venue_order.status}"
             assert bot.booked == venue_order.filled
-        for v in venues:
-            assert_orders_agree(run, v)
+        await assert_orders_converge(run, venues)
         await run.stop()
         assert_ledger_invariants(run, venues)
     finally:

@@ -7,7 +7,7 @@ from live.live_sandbox import close_live, start_live, with_live
 
 from faults.invariants import (
     assert_ledger_invariants,
-    assert_orders_agree,
+    assert_orders_converge,
     bounded,
     live_venue,
     step_until,
@@ -37,7 +37,7 @@ async def test_a_create_the_venue_took_but_never_answered_is_found_not_sent_agai
             assert run.sb[v].emu.faults.lose_n["ack"] == 0, f"{v}: no order call met the fault"
             assert lost.venue_order_id == first.order_id, f"{v}: the bot never learned the order"
             assert lost.state.value not in ("pending_new", "unknown") and not lost.presumed_absent
-            assert_orders_agree(run, v)
+            await assert_orders_converge(run, (v,))
         await run.stop()
         assert_ledger_invariants(run, ("bybit", "kraken"))
     finally:
@@ -78,7 +78,7 @@ async def test_a_create_the_venue_refused_without_an_answer_is_dropped_not_resen
         await run.step(15)
         assert resting(run, "bybit"), "no quote after the market came back"
         assert lost.client_id not in em.account.by_client_id, "the dropped order was sent again"
-        assert_orders_agree(run, "bybit")
+        await assert_orders_converge(run, ("bybit",))
         await run.stop()
         assert_ledger_invariants(run, ("bybit",))
     finally:
@@ -107,13 +107,13 @@ async def test_a_cancel_refused_while_halted_leaves_the_order_live_and_goes_thro
                 break
         assert sum(e["kind"] == "cancel_reject" for e in j.events()) > n_rejects, "no cancel met the halt"
         assert resting(run, "bybit"), "the halted venue cancelled an order"
-        assert_orders_agree(run, "bybit")  # a refused cancel leaves the order live in the bot too
+        await assert_orders_converge(run, ("bybit",))  # a refused cancel leaves the order live in the bot too
         halted_orders = {o.client_id for o in resting(run, "bybit")}
         em.fault("resume", symbol=symbol)
         await run.step(15)
         left = halted_orders & {o.client_id for o in resting(run, "bybit")}
         lv = live_venue(run, "bybit")
-        assert_orders_agree(run, "bybit")
+        await assert_orders_converge(run, ("bybit",))
         await run.stop()
         assert_ledger_invariants(run, ("bybit",))
         assert lv.id is not None and left <= halted_orders

