@@ -103,8 +103,8 @@ async def kraken_find_by_client_id(adapter: Any, symbol: str, text: str, since_m
     """Kraken's order lookup by our client id: its QueryOrders takes only its own order ids, so the
     open orders and then the closed orders since ``since_ms`` are searched; ``ccxt.OrderNotFound``
     when neither lists it."""
-    for fetch in (adapter.fetch_open_orders(symbol), adapter.fetch_closed_orders(symbol, since_ms)):
-        for od in await fetch:
+    for fetch in (lambda: adapter.fetch_open_orders(symbol), lambda: adapter.fetch_closed_orders(symbol, since_ms)):
+        for od in await fetch():  # made when needed: a found open order leaves no coroutine unawaited
             if od.get("clientOrderId") == text:
                 return od
     raise ccxt.OrderNotFound(f"kraken: no open or closed order with client id {text}")
