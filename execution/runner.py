@@ -265,6 +265,9 @@ class LiveRunner:
             if loop.time() >= next_balance:
                 next_balance = loop.time() + self.balance_s
                 for lv in self.venues.values():
+                    # the orders too: a stream that reconnects between two watch calls raises nothing,
+                    # and what it missed meanwhile (a cancel, a fill) is only found by REST
+                    await self._rest_reconcile(lv)
                     await self.check_balance(lv)
             await asyncio.sleep(min(self.tick_s * 4, 0.25))
 

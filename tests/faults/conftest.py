@@ -21,3 +21,20 @@ def busy_store(tmp_path_factory, sb_cfg) -> Path:  # noqa: F811
     out = tmp_path_factory.mktemp("busy-store")
     synthesize(cfg, out, days=1)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _trader_compiled(sb_cfg, sb_store, sb_compiled, tmp_path_factory) -> None:  # noqa: F811
+    """Build one live session (and drop it) before any test: that compiles the trader core's entry
+    points and the strategy kernel, or loads them from numba's cache. From a cold cache (after any
+    edit of the sources, stockbridge/_cache.py) that takes a minute, which must not land inside the
+    first test's 60 s bound."""
+    import asyncio
+
+    from live.live_sandbox import close_live, start_live
+
+    async def once() -> None:
+        run = await start_live(sb_cfg, sb_store, tmp_path_factory.mktemp("warm-up"), venues=("bybit",))
+        await close_live(run)
+
+    asyncio.run(once())

@@ -73,9 +73,10 @@ async def test_both_streams_flapping_for_a_minute_lose_nothing_and_quoting_comes
         assert all(live_venue(run, v).private_errors >= 2 for v in VENUES), [live_venue(run, v).private_errors for v in VENUES]
         resting = lambda: all(any(not o.is_final for o in sb[v].account.orders.values()) for v in VENUES)  # noqa: E731
         assert await step_until(run, resting, steps=20), "quoting did not come back on both venues"
-        # the private streams may still be in their reconnect backoff (up to 16 s of wall time): REST
-        # stands in for them meanwhile, so the bot's orders agree with the venue's within 3 s
-        await assert_orders_converge(run, VENUES, steps=10)
+        # the private streams may still be in their reconnect backoff (up to 16 s of wall time), or
+        # have reconnected without an error between two calls: REST stands in for them, so the bot's
+        # orders agree with the venue's within 6 s (its REST check runs every 5 s)
+        await assert_orders_converge(run, VENUES, steps=20)
         await run.stop()
         assert_ledger_invariants(run, VENUES)
         assert fills(run) > 0
