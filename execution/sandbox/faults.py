@@ -11,8 +11,8 @@ Kinds (``params`` in brackets):
   fill/order messages this long; the order still happens at the venue when it arrives;
 - ``lose`` [what: ack | refusal | fill, count]: never answer the next ``count`` order calls the venue
   carries out (the client times out; the order still happens), or the next ``count`` order calls it
-  refuses (``refusal``: the client times out; nothing happened), or drop the next ``count`` private
-  fill messages;
+  refuses (``refusal``, Bybit and Kraken: the client times out; nothing happened), or drop the next
+  ``count`` private fill messages;
 - ``http_error`` [status (default 503), count]: the next ``count`` REST calls answer that status;
 - ``timeout`` [count]: the next ``count`` REST calls hang until the client gives up (nothing happens);
 - ``duplicate`` [count]: send each of the next ``count`` private fill messages twice;
