@@ -333,6 +333,7 @@ class OrderManager:
         self.strangers: list[tuple[int, dict[str, Any]]] = []  # order dicts with our prefix, not in our book
         self.counts: dict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task] = set()
+        self._resyncing: set[str] = set()  # venues whose clock difference is being measured again
 
     # -- actions from the core ------------------------------------------------------------------
 
@@ -417,6 +418,7 @@ class OrderManager:
             raise
         except Exception as exc:  # noqa: BLE001 - what it means is decided by is_definite_refusal
             now = self.clock()
+            self._check_clock(link, exc)
             definite = is_definite_refusal(exc)
             if order.create_failed(definite, now):
                 if definite:
@@ -455,6 +457,7 @@ class OrderManager:
             raise
         except Exception as exc:  # noqa: BLE001
             now = self.clock()
+            self._check_clock(link, exc)
             # the order stays live: it can still fill. A network error may hide a cancel that did go
             # through, and "not found" an order that finished: the stream or a lookup will say.
             if order.cancel_failed():
@@ -466,6 +469,27 @@ class OrderManager:
             return
         if reply and reply.get("status"):
             self._apply_order_dict(order, reply, self.clock())
+
+    def _check_clock(self, link: VenueLink, exc: BaseException) -> None:
+        """A venue that refused a request for its timestamp (Bybit: outside its receive window; ccxt
+        raises InvalidNonce saying "timestamp") keeps a clock apart from ours: measure the difference
+        again (ccxt's ``load_time_difference``, which its request signing uses), one call at a time.
+        Kraken's "invalid nonce" (a counter, not a time) is left alone."""
+        ad = link.adapter
+        if not (isinstance(exc, ccxt.InvalidNonce) and "timestamp" in str(exc).lower()) or \
+                not hasattr(ad, "load_time_difference") or link.name in self._resyncing:
+            return
+        self._resyncing.add(link.name)
+        self.counts["clock_resyncs"] += 1
+
+        async def resync() -> None:
+            try:
+                await asyncio.wait_for(ad.load_time_difference(), self.call_timeout_s)
+            except Exception:  # noqa: BLE001 - the next refusal tries again
+                pass
+            finally:
+                self._resyncing.discard(link.name)
+        self._spawn(resync())
 
     async def cancel_all(self, venue: int | None = None) -> None:
         """Cancel every live order (of one venue or all); orders whose create is unresolved are

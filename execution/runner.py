@@ -53,6 +53,7 @@ from stockbridge.core import trader as T
 
 log = logging.getLogger("stockbridge.live")
 NS = 1_000_000_000
+REST_POLL_S = 1.0  # while a private stream is down, REST reconciles this often (wall seconds)
 
 
 @dataclass
@@ -98,6 +99,7 @@ class LiveRunner:
                                call_timeout_s=call_timeout_s) for v in venues.values()]
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._streams_done = False           # private streams listen past stop: the exit's cancel-all needs them
         self._failure: BaseException | None = None
         self.stop_reason: str | None = None
         self.events = 0                      # books and trades handed to the core
@@ -219,7 +221,7 @@ class LiveRunner:
         ad = lv.link.adapter
         handle = self.om.on_order if watch == "watch_orders" else self.om.on_trade
         backoff, failed = 0.5, False
-        while not self._stop.is_set():
+        while not self._streams_done:
             try:
                 # no symbol: with one, ccxt.pro filters its whole cache (up to 1,000 orders or fills)
                 # on every call, a quarter of the bot's CPU in bench/live_latency.py. The order
@@ -231,8 +233,7 @@ class LiveRunner:
                 lv.private_errors += 1
                 failed = True
                 log.warning("%s: %s failed (%s); reconciling by REST", lv.name, watch, type(exc).__name__)
-                await self._rest_reconcile(lv)
-                await asyncio.sleep(backoff)
+                await self._rest_while_down(lv, backoff)
                 backoff = min(backoff * 2, 16.0)
                 continue
             if failed:
@@ -241,6 +242,18 @@ class LiveRunner:
             for item in got:
                 handle(lv.id, item)
             self._wake.set()
+
+    async def _rest_while_down(self, lv: LiveVenue, seconds: float) -> None:
+        """REST in place of a failed private stream for ``seconds`` (its reconnect backoff): reconcile
+        now and every ``REST_POLL_S`` until then, so fills and cancels are heard while it is down."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while True:
+            await self._rest_reconcile(lv)
+            left = until - loop.time()
+            if left <= 0 or self._streams_done:
+                return
+            await asyncio.sleep(min(left, REST_POLL_S))
 
     async def _rest_reconcile(self, lv: LiveVenue) -> None:
         try:
@@ -261,6 +274,9 @@ class LiveRunner:
             if loop.time() >= next_balance:
                 next_balance = loop.time() + self.balance_s
                 for lv in self.venues.values():
+                    # the orders too: a stream that reconnects between two watch calls raises nothing,
+                    # and what it missed meanwhile (a cancel, a fill) is only found by REST
+                    await self._rest_reconcile(lv)
                     await self.check_balance(lv)
             await asyncio.sleep(min(self.tick_s * 4, 0.25))
 
@@ -360,6 +376,7 @@ class LiveRunner:
             await self._cancel_everything()
         finally:
             self._stop.set()  # loops end on it even if a cancellation is swallowed (asyncio.wait_for in 3.11)
+            self._streams_done = True
             for feed in self.feeds:
                 feed.closed = True
             for t in tasks:

@@ -152,6 +152,7 @@ class BybitServer(VenueServer):
             except BybitError as exc:
                 return self.err(exc.code, exc.msg)
             except VenueReject as exc:
+                await self.hold_refusal(order_call)
                 code, msg = ERRORS.get(exc.reason, ERRORS["params"])
                 return self.err(code, msg)
             except ValueError:

@@ -9,10 +9,16 @@ Kinds (``params`` in brackets):
 - ``drop_ws`` [scope: public | private | all]: close the websocket connections now;
 - ``delay`` [what: ack | fill, seconds]: hold REST order acks (create/cancel answers) or private
   fill/order messages this long; the order still happens at the venue when it arrives;
-- ``lose`` [what: ack | fill, count]: never answer the next ``count`` order calls (the client times
-  out; the order still happens), or drop the next ``count`` private fill/order messages;
+- ``lose`` [what: ack | refusal | fill, count]: never answer the next ``count`` order calls the venue
+  carries out (the client times out; the order still happens), or the next ``count`` order calls it
+  refuses (``refusal``, Bybit and Kraken: the client times out; nothing happened), or drop the next
+  ``count`` private fill messages;
 - ``http_error`` [status (default 503), count]: the next ``count`` REST calls answer that status;
 - ``timeout`` [count]: the next ``count`` REST calls hang until the client gives up (nothing happens);
+- ``duplicate`` [count]: send each of the next ``count`` private fill messages twice;
+- ``reorder`` [count]: hold back each of the next ``count`` private fill messages and send it right
+  after the fill message that follows it (a partial fill then arrives after the fill that completed
+  the order; a held message with no fill after it is never sent);
 - ``rate_limit`` [count]: the next ``count`` REST calls answer with the venue's rate-limit error;
 - ``halt`` / ``resume`` [symbol]: the market stops trading (new orders refused, cancels refused,
   no fills), then trades again;
@@ -29,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("drop_ws", "delay", "lose", "http_error", "timeout", "rate_limit", "halt", "resume", "default",
+KINDS = ("drop_ws", "delay", "lose", "duplicate", "reorder", "http_error", "timeout", "rate_limit", "halt", "resume", "default",
          "freeze_feed", "unfreeze_feed", "skew_clock", "clear")
 
 
@@ -53,7 +59,9 @@ class Faults:
 
     def __init__(self) -> None:
         self.delay_s: dict[str, float] = {"ack": 0.0, "fill": 0.0}
-        self.lose_n: dict[str, int] = {"ack": 0, "fill": 0}
+        self.lose_n: dict[str, int] = {"ack": 0, "refusal": 0, "fill": 0}
+        self.duplicate_n = 0
+        self.reorder_n = 0
         self.http_error_n = 0
         self.http_status = 503
         self.timeout_n = 0
@@ -71,8 +79,9 @@ class Faults:
         p = dict(params)
         if kind in ("delay", "lose"):
             what = p.get("what")
-            if what not in ("ack", "fill"):
-                raise FaultError(f"{kind}: 'what' must be 'ack' or 'fill', got {what!r}")
+            whats = ("ack", "fill") if kind == "delay" else ("ack", "refusal", "fill")
+            if what not in whats:
+                raise FaultError(f"{kind}: 'what' must be {' or '.join(map(repr, whats))}, got {what!r}")
             if kind == "delay":
                 self.delay_s[what] = float(p.get("seconds", 1.0))
             else:
@@ -82,6 +91,10 @@ class Faults:
             if not 500 <= self.http_status <= 599:
                 raise FaultError(f"http_error: status must be 5xx, got {self.http_status}")
             self.http_error_n += int(p.get("count", 1))
+        elif kind == "duplicate":
+            self.duplicate_n += int(p.get("count", 1))
+        elif kind == "reorder":
+            self.reorder_n += int(p.get("count", 1))
         elif kind == "timeout":
             self.timeout_n += int(p.get("count", 1))
         elif kind == "rate_limit":
@@ -101,8 +114,8 @@ class Faults:
             self.skew_ms = float(p["ms"])
         elif kind == "clear":
             self.delay_s = {"ack": 0.0, "fill": 0.0}
-            self.lose_n = {"ack": 0, "fill": 0}
-            self.http_error_n = self.timeout_n = self.rate_limit_n = 0
+            self.lose_n = {"ack": 0, "refusal": 0, "fill": 0}
+            self.http_error_n = self.timeout_n = self.rate_limit_n = self.duplicate_n = self.reorder_n = 0
             self.frozen = False
             self.skew_ms = 0.0
         rec = FaultRecord(time.time_ns(), int(data_ns), kind, p)
@@ -110,7 +123,8 @@ class Faults:
         return rec
 
     def take(self, counter: str) -> bool:
-        """Use up one of a pending count ('http_error', 'timeout', 'rate_limit', 'lose_ack', 'lose_fill')."""
+        """Use up one of a pending count ('http_error', 'timeout', 'rate_limit', 'duplicate', 'reorder',
+        'lose_ack', 'lose_refusal', 'lose_fill')."""
         if counter.startswith("lose_"):
             what = counter[5:]
             if self.lose_n[what] > 0:

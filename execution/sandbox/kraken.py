@@ -180,6 +180,7 @@ class KrakenServer(VenueServer):
             except KrakenError as exc:
                 return self.err(exc.text)
             except VenueReject as exc:
+                await self.hold_refusal(order_call)
                 return self.err(ERRORS.get(exc.reason, ERRORS["params"]))
             except ValueError:
                 return self.err(ERRORS["params"])

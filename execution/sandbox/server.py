@@ -77,6 +77,7 @@ class VenueServer(ABC):
         self.port = 0
         self._driver: asyncio.Task | None = None
         self._hanging: set[asyncio.Task] = set()
+        self._held_fills: list[tuple[Account, str, Any]] = []  # fill messages a 'reorder' fault holds back
         self.app.router.add_post("/sandbox/faults", self._ctl_fault)
         self.app.router.add_get("/sandbox/faults", self._ctl_faults)
         self.app.router.add_post("/sandbox/step", self._ctl_step)
@@ -185,6 +186,11 @@ class VenueServer(ABC):
         if f.delay_s["ack"] > 0:
             await asyncio.sleep(f.delay_s["ack"])
 
+    async def hold_refusal(self, is_order_call: bool) -> None:
+        """Apply ``lose refusal`` to an order call the venue refused (nothing happened there)."""
+        if is_order_call and self.emu.faults.take("lose_refusal"):
+            await asyncio.sleep(HANG_S)  # the client times out, not knowing the venue said no
+
     def private_send(self, acct: Account, topic: str, msg: Any, faulty: bool = True) -> None:
         """A private message to every connection of ``acct`` subscribed to ``topic``. ``faulty``: the
         fill faults (lose / delay) apply to it: fill reports (executions, own trades), not order
@@ -196,8 +202,18 @@ class VenueServer(ABC):
             return
         if faulty and f.take("lose_fill"):
             return
+        if faulty and f.take("reorder"):
+            self._held_fills.append((acct, topic, msg))  # goes out after the next fill message
+            return
+        copies = 2 if faulty and f.take("duplicate") else 1
         for c in targets:
-            c.send(msg, f.delay_s["fill"] if faulty else 0.0)
+            for _ in range(copies):
+                c.send(msg, f.delay_s["fill"] if faulty else 0.0)
+        if faulty and self._held_fills:
+            held, self._held_fills = self._held_fills, []
+            for a, t, m in held:
+                for c in (c for c in self.conns if c.account is a and t in c.topics):
+                    c.send(m, f.delay_s["fill"])
 
     # -- websockets --
     async def serve_ws(self, request: web.Request, scope: str) -> web.WebSocketResponse:
