@@ -137,8 +137,23 @@ def assert_nothing_left(run, venue):
     assert [(o.client_id, o.state.value) for o in run.runner.om.orders.values() if not o.final and o.venue == lv.id] == []
 
 
+def assert_no_secret_written(run):
+    """No API key or secret of any sandbox venue in any file of the run directory (the journal and
+    its WAL included, read as bytes), after whatever the faults made the bot log and journal."""
+    run.session.journal.flush()
+    secrets = [(f"{what} of {name}", s.encode()) for name, v in run.sb.venues.items()
+               for what, s in (("the API key", v.api_key), ("the secret", v.secret))]
+    run_dir = run.session.journal.path.parent
+    for f in run_dir.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            leaked = [what for what, s in secrets if s in data]
+            assert not leaked, f"{f.name} holds {', '.join(leaked)}"
+
+
 def assert_ledger_invariants(run, venues, *, stopped: bool = True):
-    """All of the above for each of ``venues`` (``stopped``: the run has ended, its cancel-all done)."""
+    """All of the above for each of ``venues`` (``stopped``: the run has ended, its cancel-all done),
+    and no credential in the run's files."""
     for v in venues:
         assert_journal_is_the_ledger(run, v)
         assert_position_is_the_venues(run, v)
@@ -146,3 +161,4 @@ def assert_ledger_invariants(run, venues, *, stopped: bool = True):
         assert_sent_once(run, v)
         if stopped:
             assert_nothing_left(run, v)
+    assert_no_secret_written(run)
