@@ -7,45 +7,15 @@ from __future__ import annotations
 import math
 
 import pytest
+from faults.invariants import assert_journal_is_the_ledger, base_quote, bounded
 from sandbox.conftest import sb_cfg, sb_compiled, sb_store  # noqa: F401 - the sandbox fixtures
 
 from live.live_sandbox import (
     close_live,
-    journal_fills,
-    ledger_fills,
     start_live,
     with_live,
 )
 from stockbridge.core import trader as T
-
-
-def bounded(seconds: float):
-    """A test coroutine that fails (with the line it was waiting on) instead of hanging."""
-    import asyncio
-    import functools
-
-    def wrap(fn):
-        @functools.wraps(fn)
-        async def run(*args, **kwargs):
-            return await asyncio.wait_for(fn(*args, **kwargs), seconds)
-        return run
-    return wrap
-
-def base_quote(run, venue):
-    m = next(iter(run.sb[venue].emu.markets.values()))
-    return m.base, m.quote
-
-
-def assert_journal_is_the_ledger(run, venue):
-    """Every fill at the venue is in the journal once, with its price, qty and fee (quote ccy)."""
-    led, jr = ledger_fills(run, venue), journal_fills(run, venue)
-    assert set(jr) == set(led), f"{venue}: journal and ledger fills differ"
-    for tid, f in led.items():
-        j = jr[tid]
-        assert j["price"] == pytest.approx(f.price, rel=1e-12)
-        assert j["qty"] == pytest.approx(f.qty, rel=1e-12)
-        assert j["side"] == (1 if f.side == "buy" else -1)
-        assert j["fee"] == pytest.approx(f.fee_quote, rel=1e-9, abs=1e-12)
 
 
 def assert_books_are_the_venues(run, venue):

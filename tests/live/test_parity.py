@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from faults.invariants import bounded
 from sandbox.conftest import sb_cfg, sb_compiled, sb_store  # noqa: F401 - the sandbox fixtures
 
 from backtest.runner import run_backtest
@@ -43,7 +44,6 @@ from execution.sandbox.market import MarketSim
 from execution.sandbox.sandbox import Sandbox
 from execution.sandbox.venue import data_start, market_chunks
 from live.live_sandbox import HOUR_NS, close_live, start_live, with_live
-from live.test_live_runner import bounded
 from stockbridge.commands.preflight import check_backtest_config
 from stockbridge.core import order_codes as oc
 
