@@ -7,7 +7,9 @@ nothing sleeps, nothing calls a venue; the runner carries out what :meth:`Guards
   never heard from is stale.
 - :class:`RateGuard`: a token bucket per venue (``rate_per_s`` sustained, ``burst`` at once). An
   action over the limit waits in the venue's queue; cancels leave before new orders (pulling risk
-  first); a cancel of a new order still waiting annuls both (nothing is sent).
+  first); a cancel of a new order still waiting annuls both (nothing is sent). A venue that answered
+  with its rate-limit error is *held* (execution.backoff): nothing leaves for it until the hold
+  ends, new orders for it are refused meanwhile, its cancels wait and leave first.
 - :class:`BalanceGuard`: the core's inventory limit and the venue's exposure cap re-checked on the
   balances the venue reports; a gap between the venue's figures and the core's books beyond the
   tolerance stops new orders there until a snapshot agrees again.
@@ -123,6 +125,13 @@ class RateGuard:
         self.buckets = [TokenBucket(rate_per_s, burst) for _ in range(n_venues)]
         self.cancels: list[deque] = [deque() for _ in range(n_venues)]
         self.news: list[deque] = [deque() for _ in range(n_venues)]
+        self.held_until = [0] * n_venues  # ns UTC: the venue rate-limited us, nothing leaves before
+
+    def hold(self, venue: int, until_ns: int) -> None:
+        self.held_until[venue] = max(self.held_until[venue], int(until_ns))
+
+    def held(self, venue: int, now: int) -> bool:
+        return now < self.held_until[venue]
 
     def push(self, row: np.void) -> np.void | None:
         """Queue an action; for a cancel of a new order still queued, both go and the new order's row is
@@ -142,6 +151,8 @@ class RateGuard:
         """Actions whose turn has come: per venue cancels first, then new orders, one token each."""
         out = []
         for v, bucket in enumerate(self.buckets):
+            if self.held(v, now):
+                continue
             for q in (self.cancels[v], self.news[v]):
                 while q and bucket.take(now):
                     out.append(q.popleft())
@@ -151,14 +162,15 @@ class RateGuard:
 
     def next_release_ns(self, now: int) -> int | None:
         """When :meth:`release` has something to give next (None: nothing is waiting)."""
-        due = [b.next_ns(now) for v, b in enumerate(self.buckets) if self.cancels[v] or self.news[v]]
+        due = [max(b.next_ns(now), self.held_until[v]) for v, b in enumerate(self.buckets) if self.cancels[v] or self.news[v]]
         return min(due) if due else None
 
     def view(self, venue: int, now: int) -> dict[str, Any]:
         b = self.buckets[venue]
         b._refill(now)
         waiting = len(self.cancels[venue]) + len(self.news[venue])
-        return {"state": "waiting" if waiting else "ok", "tokens": b.tokens, "queued_cancels": len(self.cancels[venue]),
+        state = "held" if self.held(venue, now) else "waiting" if waiting else "ok"
+        return {"state": state, "held_ms": max(0, self.held_until[venue] - now) / MS, "tokens": b.tokens, "queued_cancels": len(self.cancels[venue]),
                 "queued_news": len(self.news[venue])}
 
 
@@ -347,6 +359,9 @@ class Guards:
             return f"kill switch: {self.drawdown.reason}"
         if not self.stale.allows(v, now):
             return f"{self.venue_names[v]}: book stale (no update for more than {self.stale.stale_ns / MS:g} ms)"
+        if self.rate.held(v, now):
+            return (f"{self.venue_names[v]}: the venue rate-limited us; nothing new goes there for "
+                    f"{(self.rate.held_until[v] - now) / MS:.0f} ms more")
         return self.balance.allows(v, int(row["side"]), float(row["qty"]))
 
     def next_wakeup_ns(self, now: int) -> int | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import ccxt
 
+from execution.backoff import BackoffAdapter
 from execution.guards import Guards
 from execution.journal import Journal
 from execution.reconcile import VenueReconciliation, reconcile_venue
@@ -102,22 +103,32 @@ def _ccxt_real(venue_cfg, creds, testnet: bool):
 KRAKEN_CLOSED_PAGE = 50  # ClosedOrders answers 50 orders a page, newest first
 
 
-async def kraken_find_by_client_id(adapter: Any, symbol: str, text: str, since_ms: int | None) -> dict[str, Any]:
-    """Kraken's order lookup by our client id: its QueryOrders takes only its own order ids, so the
-    open orders and then the closed orders since ``since_ms`` (page by page) are searched;
-    ``ccxt.OrderNotFound`` when neither lists it."""
+async def kraken_find_by_client_ids(adapter: Any, symbol: str, texts: set[str], since_ms: int | None) -> dict[str, dict[str, Any]]:
+    """Kraken's order lookup by our client ids: its QueryOrders takes only its own order ids, so the
+    open orders and then the closed orders since ``since_ms`` (page by page, until every id is found
+    or the pages end) are searched once for all of ``texts``; returns client id -> order dict."""
+    found: dict[str, dict[str, Any]] = {}
     for od in await adapter.fetch_open_orders(symbol):
-        if od.get("clientOrderId") == text:
-            return od
+        if od.get("clientOrderId") in texts:
+            found[od["clientOrderId"]] = od
     ofs = 0
-    while True:
+    while len(found) < len(texts):
         page = await adapter.fetch_closed_orders(symbol, since_ms, None, {"ofs": ofs})
         for od in page:
-            if od.get("clientOrderId") == text:
-                return od
+            if od.get("clientOrderId") in texts:
+                found[od["clientOrderId"]] = od
         if len(page) < KRAKEN_CLOSED_PAGE:
-            raise ccxt.OrderNotFound(f"kraken: no open or closed order with client id {text}")
+            break
         ofs += len(page)
+    return found
+
+
+async def kraken_find_by_client_id(adapter: Any, symbol: str, text: str, since_ms: int | None) -> dict[str, Any]:
+    """:func:`kraken_find_by_client_ids` for one order; ``ccxt.OrderNotFound`` when it is not there."""
+    found = await kraken_find_by_client_ids(adapter, symbol, {text}, since_ms)
+    if text not in found:
+        raise ccxt.OrderNotFound(f"kraken: no open or closed order with client id {text}")
+    return found[text]
 
 
 def client_id_params(ccxt_id: str):
@@ -239,6 +250,9 @@ async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path,
     run_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(run_dir / cfg.live.journal, redact=list(secrets), sync=cfg.live.journal_sync)
     journal.set_meta("config_sha256", hashlib.sha256(Path(config_path).read_bytes()).hexdigest())
+    caps = [float(tables.exposure_cap[k]) for k in range(len(tables.venue_names))]
+    guards = Guards.from_config(cfg.live, list(tables.venue_names), caps, cfg.risk.max_position)
+    hold_ns = int(cfg.live.guards.rate_limit_hold_ms * 1e6)
     venues: dict[int, LiveVenue] = {}
     for name in plan.traded:
         v = cfg.venues[name]
@@ -247,29 +261,34 @@ async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path,
         inst_name = tables.instrument_names[ins]
         symbol = v.instruments[inst_name]
         m = adapters[name].markets[symbol]
-        link = VenueLink(name, adapters[name], symbols={ins: symbol}, instrument_names={ins: inst_name},
+        paced = BackoffAdapter(adapters[name], clock, first_ns=hold_ns, max_ns=64 * hold_ns,
+                               on_hold=lambda until, vid=vid: guards.rate.hold(vid, until))
+        link = VenueLink(name, paced, symbols={ins: symbol}, instrument_names={ins: inst_name},
                          base_currency={ins: m["base"]}, quote_currency={ins: m["quote"]},
                          client_id_params=client_id_params(v.ccxt_id),
-                         find_by_client_id=kraken_find_by_client_id if v.ccxt_id == "kraken" else None)
+                         find_by_client_id=kraken_find_by_client_id if v.ccxt_id == "kraken" else None,
+                         find_by_client_ids=kraken_find_by_client_ids if v.ccxt_id == "kraken" else None)
         venues[vid] = LiveVenue(vid, name, link, ins, symbol, m["base"], m["quote"])
     halted = {venue_ids[n]: why for n, why in plan.skipped.items()}
-    caps = [float(tables.exposure_cap[k]) for k in range(len(tables.venue_names))]
-    guards = Guards.from_config(cfg.live, list(tables.venue_names), caps, cfg.risk.max_position)
     lc = cfg.live
     runner = LiveRunner(core, journal, venues, guards, clock=clock, venue_names=list(tables.venue_names), halted=halted,
                         sample_interval_ns=int(lc.sample_interval_s * NS), call_timeout_s=lc.call_timeout_ms / 1000,
                         unknown_grace_ns=int(lc.unknown_order_grace_ms * 1e6),
                         lookup_interval_ns=int(lc.lookup_interval_ms * 1e6), book_depth=depth,
-                        on_decision=on_decision, recorder=recorder)
+                        on_decision=on_decision, recorder=recorder,
+                        default_after_ns=None if lc.guards.default_after_ms is None else int(lc.guards.default_after_ms * 1e6),
+                        recovery_rate=lc.guards.recovery_rate)
     for name in plan.traded:
         if live_adapter_kind(cfg.venues[name]) == "alpaca":
             # regular vs extended hours per order from our session calendar: no round trip to the broker's clock
             adapters[name].session_state = lambda: runner.session(clock())
     recs = []
     for lv in venues.values():
+        began = time.perf_counter()
         recs.append(await reconcile_venue(lv, journal, core, own_ids=set(), policy=policy,
                                           position_tolerance=lc.guards.position_tolerance,
                                           timeout_s=lc.call_timeout_ms / 1000, now=clock()))
+        log.info("%s: reconciled in %.1f s: %s", lv.name, time.perf_counter() - began, "; ".join(recs[-1].lines()) or "nothing to do")
     return LiveSession(runner, journal, adapters, recs, plan)
 
 

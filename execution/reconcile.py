@@ -7,10 +7,12 @@ For each traded venue, in this order:
    crash, a kill -9): it is cancelled (policy "cancel", the default; the core of this run did not
    decide it and cannot manage it) or left resting and reported (policy "keep"). Orders without our
    prefix are someone else's: left alone and reported.
-2. **Fills since the journal's cursor.** ``fetch_my_trades(since=cursor)``: fills of orders in the
+2. **Orders an earlier run sent and never heard back about** (it died first): looked up by client
+   id, their venue order ids journalled (or, not at the venue, presumed rejected).
+3. **Fills since the journal's cursor.** ``fetch_my_trades(since=cursor)``: fills of orders in the
    journal that the journal does not hold yet (they happened while the bot was down) are journalled
    once, marked not booked by this run's core (their effect is in the balances read next).
-3. **Balances.** ``fetch_balance``: on the first start (no baseline in the journal) the base-asset
+4. **Balances.** ``fetch_balance``: on the first start (no baseline in the journal) the base-asset
    position is the baseline, the position that counts as flat, and is stored; on a restart the
    stored baseline is used. The core's books are set from the venue: position = reported - baseline
    (+ base-asset fees, which the core books in quote currency), cash = reported quote balance (less
@@ -27,6 +29,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+import ccxt
 
 from execution.journal import Journal
 from execution.runner import LiveVenue
@@ -45,6 +49,7 @@ class VenueReconciliation:
     leftover_kept: list[str] = field(default_factory=list)
     foreign: int = 0                                             # orders not ours, left alone
     fills_recovered: int = 0                                     # journalled now (they happened while down)
+    unacked_resolved: int = 0                                    # orders sent, never answered, looked up now
     baseline: float = 0.0
     position: float = 0.0                                        # reported, less baseline, tokens
     cash: float = 0.0
@@ -59,6 +64,8 @@ class VenueReconciliation:
             out.append(f"{self.venue}: {len(self.leftover_kept)} order(s) of an earlier run left resting (policy keep)")
         if self.foreign:
             out.append(f"{self.venue}: {self.foreign} open order(s) not ours, left alone")
+        if self.unacked_resolved:
+            out.append(f"{self.venue}: looked up {self.unacked_resolved} order(s) an earlier run sent and never heard back about")
         if self.fills_recovered:
             out.append(f"{self.venue}: journalled {self.fills_recovered} fill(s) made while the bot was down")
         if self.stopped:
@@ -85,13 +92,17 @@ async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids
         try:
             await asyncio.wait_for(ad.cancel_order(str(od["id"]), lv.symbol, {}), timeout_s)
             rec.leftover_cancelled.append(text)
+        except ccxt.OrderNotFound:
+            pass  # it finished (filled) since it was listed: its fills are fetched below
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported; the venue keeps quoting stopped below
             rec.stopped = (f"{lv.name}: could not cancel {text}, left by an earlier run ({type(exc).__name__}); "
                            "quoting stopped there")
         journal.record_event(lv.name, "reconcile", now, client_id=text, detail={"leftover": policy})
-    rec.fills_recovered = await _recover_fills(lv, journal, timeout_s, now)
+    found_ns = await _resolve_unacked(lv, journal, timeout_s, now)
+    rec.unacked_resolved = len(found_ns)
+    rec.fills_recovered = await _recover_fills(lv, journal, timeout_s, now, since_ns=min(found_ns, default=None))
 
     bal = await asyncio.wait_for(ad.fetch_balance(), timeout_s)
     per = {a: b for a, b in bal.items() if isinstance(b, dict)}
@@ -110,7 +121,9 @@ async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids
         fills = journal.db.execute("SELECT COALESCE(SUM(side * qty), 0) FROM fills WHERE venue = ?",
                                    (lv.name,)).fetchone()[0]
         rec.expected_position = float(fills) - fee_tokens
-        if abs(base_total - rec.baseline - rec.expected_position) > position_tolerance and rec.stopped is None:
+        # the journal's sum of fills carries float rounding (0.1 + 0.2): a difference within it is none
+        slack = 1e-9 * max(1.0, abs(base_total))
+        if abs(base_total - rec.baseline - rec.expected_position) > position_tolerance + slack and rec.stopped is None:
             rec.stopped = (f"{lv.name}: position {base_total - rec.baseline:g} (reported less the baseline "
                            f"{rec.baseline:g}) differs from the journal's {rec.expected_position:g} by more than "
                            f"{position_tolerance:g}; quoting stopped there")
@@ -125,15 +138,73 @@ async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids
     return rec
 
 
+# ccxt's status of an order found at start-up -> the journal's state (execution.order_manager.OrderState)
+_FOUND_STATE = {"open": "open", "canceled": "cancelled", "expired": "expired", "rejected": "rejected"}
+
+
+async def _resolve_unacked(lv: LiveVenue, journal: Journal, timeout_s: float, now: int) -> list[int]:
+    """Journalled orders an earlier run sent but never heard back about (its process died first):
+    looked up by client id, so that their venue order id is known and their fills are found. Not at
+    the venue: rejected (presumed; a create is carried out or refused within moments, and the run
+    that sent it is gone). A lookup that cannot answer leaves the order as it was (the next start
+    tries again; its fills, if any, then show as a position difference). Returns, per order resolved,
+    the time (ns UTC) from which its fills are to be fetched: it may have filled before the journal's
+    cursor (a fill of another order, journalled later)."""
+    link = lv.link
+    rows = journal.db.execute("SELECT client_id, symbol, updated_ns FROM orders WHERE venue = ? AND venue_order_id IS NULL"
+                              " AND state IN ('pending_new', 'unknown')", (lv.name,)).fetchall()
+    out: list[int] = []
+    batch: dict[str, dict] | None = None
+    if rows and link.find_by_client_ids is not None:
+        try:
+            batch = await asyncio.wait_for(link.find_by_client_ids(
+                link.adapter, lv.symbol, {r["client_id"] for r in rows},
+                min(r["updated_ns"] for r in rows) // 1_000_000 - 1_000), 10 * timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - left as they were (see above)
+            log.warning("%s: could not look up %d order(s) sent by an earlier run (%s)", lv.name, len(rows), type(exc).__name__)
+            return out
+    for r in rows:
+        text, since_ms = r["client_id"], r["updated_ns"] // 1_000_000 - 1_000
+        try:
+            if batch is not None:
+                if text not in batch:
+                    raise ccxt.OrderNotFound(text)
+                od = batch[text]
+            else:
+                od = await asyncio.wait_for(link.adapter.fetch_order(text, r["symbol"], link.client_id_params(text)), timeout_s)
+        except ccxt.OrderNotFound:
+            journal.record_event(lv.name, "reconcile", now, client_id=text, state="rejected",
+                                 detail={"found": "absent", "note": "sent by an earlier run, never at the venue"})
+            out.append(since_ms * 1_000_000)
+            continue
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - left as it was; the position check below says what it costs
+            log.warning("%s: could not look up %s, sent by an earlier run (%s)", lv.name, text, type(exc).__name__)
+            continue
+        filled = float(od.get("filled") or 0.0)
+        status = od.get("status")
+        state = ("filled" if filled >= float(od.get("amount") or 0.0) else "cancelled") if status == "closed" \
+            else _FOUND_STATE.get(status, "open")
+        journal.record_event(lv.name, "reconcile", now, client_id=text, state=state, filled=filled,
+                             venue_order_id=str(od["id"]),
+                             venue_created_ns=None if od.get("timestamp") is None else int(od["timestamp"]) * 1_000_000,
+                             detail={"found": "by client id at start-up"})
+        out.append(since_ms * 1_000_000)
+    return out
+
+
 def _base_fees(journal: Journal, lv: LiveVenue) -> tuple[float, float]:
     row = journal.db.execute("SELECT COALESCE(SUM(fee_cost), 0), COALESCE(SUM(fee), 0) FROM fills"
                              " WHERE venue = ? AND fee_currency = ?", (lv.name, lv.base)).fetchone()
     return float(row[0]), float(row[1])
 
 
-async def _recover_fills(lv: LiveVenue, journal: Journal, timeout_s: float, now: int) -> int:
+async def _recover_fills(lv: LiveVenue, journal: Journal, timeout_s: float, now: int, since_ns: int | None = None) -> int:
     """Fills of journalled orders that the journal lacks (made while the bot was down): journalled
-    now, not booked by this run's core."""
+    now, not booked by this run's core. From the journal's cursor, or ``since_ns`` if earlier."""
     orders = {r["client_id"]: r for r in journal.db.execute(
         "SELECT client_id, cid, venue_order_id, instrument, side, tag, venue_created_ns FROM orders WHERE venue = ?",
         (lv.name,))}
@@ -143,6 +214,8 @@ async def _recover_fills(lv: LiveVenue, journal: Journal, timeout_s: float, now:
     cur = journal.cursor(lv.name)
     first = min((r["venue_created_ns"] for r in orders.values() if r["venue_created_ns"]), default=None)
     since = cur[0] if cur else first
+    if since_ns is not None and (since is None or since_ns < since):
+        since = since_ns
     trades = await asyncio.wait_for(lv.link.adapter.fetch_my_trades(lv.symbol, None if since is None else since // 1_000_000 - 1),
                                     timeout_s)
     seen = journal.trade_ids(lv.name)

@@ -73,6 +73,7 @@ class LiveVenue:
     private_errors: int = 0
     last_balance: dict[str, dict[str, float | None]] = field(default_factory=dict)
     pending_drift: tuple | None = None   # a drift seen once (drift, fills booked then), confirmed at the next check
+    defaulted: bool = False          # treated as defaulted (check_default): its balance is a claim
 
 
 class LiveRunner:
@@ -85,10 +86,12 @@ class LiveRunner:
                  call_timeout_s: float = 10.0, unknown_grace_ns: int = 3 * NS, lookup_interval_ns: int = NS,
                  book_depth: int = 25, cancel_wait_s: float = 10.0,
                  on_decision: Callable[[int, np.ndarray], None] | None = None,
-                 recorder: Any = None, stepped: bool = False):
+                 recorder: Any = None, stepped: bool = False, default_after_ns: int | None = None,
+                 recovery_rate: float = 0.4):
         self.core, self.journal, self.venues, self.guards, self.clock = core, journal, venues, guards, clock
         self.venue_names = venue_names
         self.halted = dict(halted or {})
+        self.default_after_ns, self.recovery_rate = default_after_ns, recovery_rate
         self.tick_s, self.balance_s, self.cancel_wait_s = tick_s, balance_s, cancel_wait_s
         self.sampler = Sampler(core, venue_names, sample_interval_ns, clock(), clock)
         self.om = OrderManager(core, journal, {v.id: v.link for v in venues.values()}, clock=clock,
@@ -160,17 +163,20 @@ class LiveRunner:
     # -- decisions ------------------------------------------------------------------------------------
 
     def _venue_states(self, now: int) -> None:
-        """Each venue's status in the core: halted when not traded, stopped, or its book is stale."""
+        """Each venue's status in the core: halted when not traded, stopped, its book stale, or held after
+        a rate-limit answer."""
         for v in range(len(self.venue_names)):
-            lv = self.venues.get(v)
+            lv, held = self.venues.get(v), False
             if lv is None:
                 status = T.VENUE_HALTED
             else:
                 lv.stale = not self.guards.stale.allows(v, now)
-                status = T.VENUE_HALTED if (lv.stopped or lv.stale) else T.VENUE_OK
+                held = self.guards.rate.held(v, now)
+                status = T.VENUE_HALTED if (lv.stopped or lv.stale or held) else T.VENUE_OK
             if int(self.core.tr.vstatus[v]) != T.VENUE_DEFAULTED and int(self.core.tr.vstatus[v]) != status:
                 self.core.venue_status(v, status)
-                if status == T.VENUE_HALTED and lv is not None:
+                # a rate-limit hold sends nothing: the core's cancels wait in the guard and go first
+                if status == T.VENUE_HALTED and lv is not None and not held:
                     # pull what rests there now: the core would only cancel at its next decision,
                     # and it decides from the books it has, which are the stale ones
                     self._spawn(self.om.cancel_all(v))
@@ -270,6 +276,8 @@ class LiveRunner:
         next_balance = 0.0
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
+            for lv in self.venues.values():
+                self.check_default(lv, self.clock())
             await self.om.poll()
             if loop.time() >= next_balance:
                 next_balance = loop.time() + self.balance_s
@@ -279,6 +287,36 @@ class LiveRunner:
                     await self._rest_reconcile(lv)
                     await self.check_balance(lv)
             await asyncio.sleep(min(self.tick_s * 4, 0.25))
+
+    def check_default(self, lv: LiveVenue, now: int) -> bool:
+        """Treat ``lv`` as defaulted if it has answered nothing (no REST answer, no book) for
+        ``default_after_ns``: quoting stops there for the run, and our balance there becomes a claim
+        worth ``recovery_rate`` of its value at the marks (the baseline position included: it is
+        lost with the rest). Journalled as a ``default`` event; True the once it happens."""
+        if self.default_after_ns is None or lv.defaulted:
+            return False
+        heard = max(getattr(lv.link.adapter, "last_answer_ns", 0), self.guards.stale.last[lv.id] or 0)
+        if now - heard <= self.default_after_ns:
+            return False
+        tr = self.core.tr
+        before = self.core.valuation(now)
+        books = float(before["venue_value"][lv.id])  # our books there: full cash, position less the baseline
+        mark = float(tr.f[T.T_SHARE_MARK] if lv.instrument == int(tr.ci[T.K_SHARE]) else tr.f[T.T_TOKEN_MARK])
+        fee_tokens, fee_value = self.base_fees(lv)
+        held = books + (lv.baseline - fee_tokens) * mark + fee_value  # what the venue holds of ours, at the mark
+        loss = (1.0 - self.recovery_rate) * held if held > 0.0 else 0.0
+        self.core.venue_status(lv.id, T.VENUE_DEFAULTED, books - loss)
+        lv.defaulted = True
+        lv.stopped = (f"{lv.name}: no answer for {(now - heard) / 1e9:.1f} s; treated as defaulted, its balance "
+                      f"{held:.2f} valued at {self.recovery_rate:g} of it (loss {loss:.2f})")
+        after = self.core.valuation(now)
+        self.journal.record_event(lv.name, "default", now, detail={
+            "silent_s": (now - heard) / 1e9, "held": held, "mark": mark, "recovery_rate": self.recovery_rate,
+            "loss": loss, "claim": books - loss, "equity_raw_before": float(before["equity_raw"]),
+            "equity_raw_after": float(after["equity_raw"])})
+        self.notices.append(lv.stopped)
+        log.warning("%s", lv.stopped)
+        return True
 
     def base_fees(self, lv: LiveVenue) -> tuple[float, float]:
         """Fees the venue charged in the base asset: (tokens, their value in quote ccy as booked)."""

@@ -7,8 +7,8 @@ and the loopback emulators are written to the same shape. Nothing here knows a p
 Errors are ccxt's exception classes, because what the order manager does next depends on whether
 the venue *answered* or not:
 
-- ``ccxt.NetworkError`` (``RequestTimeout``, ``ExchangeNotAvailable``, ``DDoSProtection``,
-  ``RateLimitExceeded``) and any exception that is not a ``ccxt.BaseError`` (a dropped socket, our
+- ``ccxt.NetworkError`` (``RequestTimeout``, ``ExchangeNotAvailable``, ``DDoSProtection``) other
+  than ``RateLimitExceeded`` (refused before matching), and any exception that is not a ``ccxt.BaseError`` (a dropped socket, our
   own ``asyncio.TimeoutError``): the request may or may not have reached the matching engine, so the
   outcome is unknown (:func:`is_definite_refusal` is False);
 - ``ccxt.ExchangeError`` and its subclasses (``InvalidOrder``, ``InsufficientFunds``,
@@ -109,7 +109,9 @@ class VenueLink:
     this venue (ccxt's ``clientOrderId`` by default; e.g. ``{"orderLinkId": ..., "acknowledged": True}``
     for Bybit v5); ``find_by_client_id``: for a venue whose ``fetch_order`` cannot look an order up
     by our client id, ``async (adapter, symbol, text, since_ms) -> order dict`` raising
-    ``ccxt.OrderNotFound`` when absent (used instead of ``fetch_order`` for an order with no venue id).
+    ``ccxt.OrderNotFound`` when absent (used instead of ``fetch_order`` for an order with no venue id);
+    ``find_by_client_ids``: the same for many at once, ``async (adapter, symbol, texts, since_ms) ->
+    {client id: order dict}`` (start-up reconciliation: one search, not one per order).
     """
 
     name: str
@@ -120,12 +122,15 @@ class VenueLink:
     quote_currency: Mapping[int, str] = field(default_factory=dict)
     client_id_params: Callable[[str], dict[str, Any]] = _client_id_params
     find_by_client_id: Callable[..., Any] | None = None
+    find_by_client_ids: Callable[..., Any] | None = None
 
 
 def is_definite_refusal(exc: BaseException) -> bool:
-    """True if ``exc`` is the venue's own "no" (the request reached it and was refused); False when
-    we cannot know whether it reached the venue (network errors, timeouts, anything not ccxt's)."""
-    return isinstance(exc, ccxt.ExchangeError)
+    """True if ``exc`` is the venue's own "no" (the request reached it and was refused), or its
+    rate-limit error (venues refuse for rate before matching; execution.backoff raises it for a call
+    it did not send); False when we cannot know whether it reached the venue (other network errors,
+    timeouts, anything not ccxt's)."""
+    return isinstance(exc, (ccxt.ExchangeError, ccxt.RateLimitExceeded))
 
 
 def ms_to_ns(ms: float | int | None) -> int | None:

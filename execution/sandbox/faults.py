@@ -19,7 +19,8 @@ Kinds (``params`` in brackets):
 - ``reorder`` [count]: hold back each of the next ``count`` private fill messages and send it right
   after the fill message that follows it (a partial fill then arrives after the fill that completed
   the order; a held message with no fill after it is never sent);
-- ``rate_limit`` [count]: the next ``count`` REST calls answer with the venue's rate-limit error;
+- ``rate_limit`` [count | seconds]: the next ``count`` REST calls, or every REST call for the next
+  ``seconds`` of data time, answer with the venue's rate-limit error;
 - ``halt`` / ``resume`` [symbol]: the market stops trading (new orders refused, cancels refused,
   no fills), then trades again;
 - ``default``: the venue is gone: every live order is lost, balances frozen, every call fails;
@@ -27,13 +28,23 @@ Kinds (``params`` in brackets):
   book as it was), matching goes on underneath;
 - ``skew_clock`` [ms]: the venue's clock runs ``ms`` ahead (negative: behind);
 - ``clear``: undo every pending count, delay, freeze and skew (not halts or a default).
+
+The ban: a venue bans a client that goes on calling while it answers rate-limit errors (Binance
+documents it: "repeatedly violating rate limits and/or failing to back off after receiving 429s will
+result in an automated IP ban"). More than ``ban_after`` (default 20) REST calls answered with the
+rate-limit error within ``ban_window_s`` (10 s of data time) ban the API keys for ``ban_s`` (60 s):
+every REST call then answers HTTP 418. The three numbers may be given with a ``rate_limit`` fault.
+Each ban is logged as a record of kind ``ban`` and counted in :attr:`Faults.bans`.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+NS = 1_000_000_000
 
 KINDS = ("drop_ws", "delay", "lose", "duplicate", "reorder", "http_error", "timeout", "rate_limit", "halt", "resume", "default",
          "freeze_feed", "unfreeze_feed", "skew_clock", "clear")
@@ -66,6 +77,12 @@ class Faults:
         self.http_status = 503
         self.timeout_n = 0
         self.rate_limit_n = 0
+        self.rate_limit_until_ns = 0   # data ns: every REST call is refused for rate until then
+        self.ban_after, self.ban_window_ns, self.ban_ns = 20, 10 * NS, 60 * NS
+        self.refused_for_rate: deque[int] = deque()  # data ns of the calls refused for rate, in the window
+        self.banned_until_ns = 0
+        self.bans = 0
+        self.rate_refusals = 0  # REST calls answered with the rate-limit error, in all
         self.halted: set[str] = set()
         self.defaulted = False
         self.frozen = False
@@ -98,7 +115,13 @@ class Faults:
         elif kind == "timeout":
             self.timeout_n += int(p.get("count", 1))
         elif kind == "rate_limit":
-            self.rate_limit_n += int(p.get("count", 1))
+            if "seconds" in p:
+                self.rate_limit_until_ns = max(self.rate_limit_until_ns, int(data_ns) + int(float(p["seconds"]) * NS))
+            else:
+                self.rate_limit_n += int(p.get("count", 1))
+            self.ban_after = int(p.get("ban_after", self.ban_after))
+            self.ban_window_ns = int(float(p.get("ban_window_s", self.ban_window_ns / NS)) * NS)
+            self.ban_ns = int(float(p.get("ban_s", self.ban_ns / NS)) * NS)
         elif kind in ("halt", "resume"):
             if not p.get("symbol"):
                 raise FaultError(f"{kind}: 'symbol' is required")
@@ -116,11 +139,33 @@ class Faults:
             self.delay_s = {"ack": 0.0, "fill": 0.0}
             self.lose_n = {"ack": 0, "refusal": 0, "fill": 0}
             self.http_error_n = self.timeout_n = self.rate_limit_n = self.duplicate_n = self.reorder_n = 0
+            self.rate_limit_until_ns = 0
             self.frozen = False
             self.skew_ms = 0.0
         rec = FaultRecord(time.time_ns(), int(data_ns), kind, p)
         self.log.append(rec)
         return rec
+
+    def refuse_for_rate(self, data_ns: int) -> bool:
+        """Whether a REST call at ``data_ns`` answers the rate-limit error (a count or a timed storm);
+        each refusal counts toward the ban."""
+        if not (data_ns < self.rate_limit_until_ns or self.take("rate_limit")):
+            return False
+        self.rate_refusals += 1
+        q = self.refused_for_rate
+        q.append(data_ns)
+        while q and q[0] <= data_ns - self.ban_window_ns:
+            q.popleft()
+        if len(q) > self.ban_after and data_ns >= self.banned_until_ns:
+            self.banned_until_ns = data_ns + self.ban_ns
+            self.bans += 1
+            self.log.append(FaultRecord(time.time_ns(), int(data_ns), "ban",
+                                        {"calls_refused": len(q), "window_s": self.ban_window_ns / NS, "seconds": self.ban_ns / NS}))
+            q.clear()
+        return True
+
+    def banned(self, data_ns: int) -> bool:
+        return data_ns < self.banned_until_ns
 
     def take(self, counter: str) -> bool:
         """Use up one of a pending count ('http_error', 'timeout', 'rate_limit', 'duplicate', 'reorder',

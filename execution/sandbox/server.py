@@ -137,6 +137,10 @@ class VenueServer(ABC):
     def rate_limit_response(self) -> web.Response:
         return web.json_response({"error": "rate limit"}, status=429)
 
+    def ban_response(self) -> web.Response:
+        """A banned client's answer (HTTP 418, as Binance bans): ccxt raises DDoSProtection."""
+        return web.Response(status=418, text="banned: too many requests after rate-limit errors", content_type="text/plain")
+
     def unavailable_response(self, status: int = 503) -> web.Response:
         return web.Response(status=status, text="Service Unavailable", content_type="text/html")
 
@@ -172,7 +176,10 @@ class VenueServer(ABC):
             await asyncio.sleep(HANG_S)
         if f.take("http_error"):
             return self.unavailable_response(f.http_status)
-        if f.take("rate_limit"):
+        now = self.clock.data_now()
+        if f.banned(now):
+            return self.ban_response()
+        if f.refuse_for_rate(now):
             return self.rate_limit_response()
         return await handler(request)
 

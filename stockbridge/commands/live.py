@@ -3,7 +3,9 @@
 With ``[live] sandbox = true`` (the default) the loopback emulators of the configured venues start
 in this process and replay a store (the config's synthetic market when ``--data`` is empty), from
 ``--start`` (default: a few minutes before the store's first regular-session open, so a short run
-crosses an open session and hedges) at ``--speed`` market seconds per wall second. Venues without
+crosses an open session and hedges) at ``--speed`` market seconds per wall second; with ``--attach``
+the bot trades a sandbox running in another process instead (``stockbridge sandbox up --data-time``),
+which outlives the bot: kill it, start it again, and it reconciles from its journal. Venues without
 a live adapter are skipped with a notice. ``sandbox = "testnet"`` uses the venues' own test
 environments and ``sandbox = false`` real venues; that needs ``--real-money`` as well. Keys come
 from the environment variables named in ``[live.venues.NAME]``.
@@ -28,6 +30,7 @@ from rich.live import Live
 from stockbridge.config import load_config
 
 NS = 1_000_000_000
+log = logging.getLogger("stockbridge.live")
 
 
 def _duration(text: str) -> float:
@@ -67,6 +70,9 @@ def live(
     metrics_port: int = typer.Option(0, "--metrics-port", min=-1, max=65535, help="Prometheus endpoint on 127.0.0.1 (0: a free port, -1: none)"),
     record: bool = typer.Option(False, "--record", help="record the market data received into OUT/data-recorded (a Parquet store the backtester reads)"),
     record_dir: Path = typer.Option(None, "--record-dir", help="record the market data into this store instead (implies --record)"),
+    attach: Path = typer.Option(None, "--attach", help="trade the sandbox running in another process (its state file, from "
+                                                       "`stockbridge sandbox up --data-time`) instead of starting one; its "
+                                                       "API keys from [live.venues.NAME]'s environment variables"),
 ) -> None:
     """Trade CONFIG's strategy live; the sandbox unless the config and --real-money both say otherwise."""
     from execution.live import plan_venues
@@ -76,6 +82,9 @@ def live(
     if leftover not in ("cancel", "keep"):
         raise typer.BadParameter(f"expected cancel or keep, got {leftover!r}", param_hint="--leftover")
     plan = plan_venues(cfg, str(config), real_money=real_money, skip=list(skip_venue))
+    if attach is not None and plan.mode != "sandbox":
+        raise typer.BadParameter(f"attaches to a sandbox, but the config trades {plan.mode} venues (live.sandbox)",
+                                 param_hint="--attach")
     console = Console(width=max(Console().width, 120))
     for name, why in plan.skipped.items():
         console.print(f"{name}: {why}")
@@ -88,7 +97,7 @@ def live(
     except ImportError:  # Windows: the standard loop
         runner = asyncio.run
     rec_dir = record_dir if record_dir is not None else (out / "data-recorded" if record else None)
-    runner(_main(cfg, config, plan, out, data, speed, start, seconds, leftover, metrics_port, console, rec_dir))
+    runner(_main(cfg, config, plan, out, data, speed, start, seconds, leftover, metrics_port, console, rec_dir, attach))
 
 
 def _logging(path: Path) -> None:
@@ -101,7 +110,8 @@ def _logging(path: Path) -> None:
 
 
 async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: float, start: str | None,
-                seconds: float, leftover: str, metrics_port: int, console: Console, rec_dir: Path | None = None) -> None:
+                seconds: float, leftover: str, metrics_port: int, console: Console, rec_dir: Path | None = None,
+                attach: Path | None = None) -> None:
     from execution.live import build_session, check_grids, close_adapters, open_adapters
     from execution.live_report import write_live_outputs
     from execution.view import render
@@ -109,7 +119,11 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
 
     sandbox = None
     secrets: list[str] = []
-    if plan.mode == "sandbox":
+    if attach is not None:
+        sandbox, secrets = attach_sandbox(cfg, config, plan, attach)
+        console.print(f"sandbox: {', '.join(plan.traded)} of the sandbox in {attach}, at {sandbox.clock.speed:g}x")
+        clock = sandbox.clock.data_now
+    elif plan.mode == "sandbox":
         sandbox = await start_sandbox(cfg, plan, data if data is not None else out / "data", data is None, speed,
                                       start, console)
         clock = sandbox.clock.data_now
@@ -132,10 +146,12 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
         with console.status("connecting: loading markets"):
             adapters = await open_adapters(cfg, plan, sandbox=sandbox, call_timeout_s=cfg.live.call_timeout_ms / 1000)
         check_grids(cfg, adapters, str(config))
+        log.info("markets loaded: %s", ", ".join(adapters))
         with console.status("compiling the trader core (first run after an install; later runs load it from the cache)"):
             session = await build_session(cfg, str(config), out, plan, adapters, clock=clock, start_ns=clock(),
-                                          horizon_ns=int(seconds * speed * NS) if sandbox else int(seconds * NS),
+                                          horizon_ns=int(seconds * sandbox.clock.speed * NS) if sandbox else int(seconds * NS),
                                           secrets=secrets, policy=leftover, recorder=recorder)
+        log.info("session built and reconciled; trading")
         for rec in session.reconciliation:
             for line in rec.lines():
                 console.print(line)
@@ -196,8 +212,30 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
         if recorder is not None:
             recorder.close()
         await close_adapters(adapters)
-        if sandbox is not None:
+        if sandbox is not None and attach is None:
             await sandbox.stop()
+
+
+def attach_sandbox(cfg, config: Path, plan, state: Path):
+    """The sandbox of another process (execution.sandbox.state) with the keys of ``plan``'s venues
+    from the environment variables ``[live.venues.NAME]`` names; returns it and the secrets to redact."""
+    from execution.sandbox.state import AttachedSandbox
+    from stockbridge.errors import ConfigError
+
+    keys, secrets = {}, []
+    for name in plan.traded:
+        lv = cfg.live.venues.get(name)
+        if lv is None:
+            raise ConfigError(str(config), f"live.venues.{name}", "the names of the environment variables holding the "
+                                                                  "sandbox venue's API key and secret are needed with --attach")
+        creds = lv.credentials(name)
+        opts = creds.ccxt_options()
+        keys[name] = (opts["apiKey"], opts["secret"])
+        secrets += creds.secrets()
+    sandbox = AttachedSandbox(state, keys)
+    for name in plan.traded:
+        sandbox[name]  # each traded venue runs there (or a one-line error naming it)
+    return sandbox, secrets
 
 
 async def start_sandbox(cfg, plan, data_dir: Path, synthesize: bool, speed: float, start: str | None,

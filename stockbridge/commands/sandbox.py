@@ -33,6 +33,8 @@ def up(
     data: Path = typer.Option(Path("sandbox-data"), "--data", help="Parquet event store to replay; an empty one gets the config's synthetic market"),
     speed: float = typer.Option(1.0, "--speed", min=0.001, help="market seconds per wall second (1 = real time, 60 = a minute per second)"),
     step: bool = typer.Option(False, "--step", help="the clock moves only through POST /sandbox/step (tests)"),
+    data_time: bool = typer.Option(False, "--data-time", help="the venues show the replay's data time, not wall time: "
+                                                              "what `stockbridge live --attach` needs"),
     start: str = typer.Option(None, "--start", help="replay from this time (ISO-8601 with zone); default: the store's first row"),
     state: Path = typer.Option(Path(STATE_FILE), "--state", help="where to write the running sandbox's URLs for `sandbox faults`"),
     for_seconds: float = typer.Option(0.0, "--for", min=0.0, help="stop after this many wall seconds (0 = until Ctrl-C)"),
@@ -40,6 +42,7 @@ def up(
     """Start one emulator per configured venue that has one; print its URLs and the API key and secret it
     accepts; run until Ctrl-C."""
     from execution.sandbox.sandbox import Sandbox, emulated_kind
+    from execution.sandbox.state import write_state
     from stockbridge.commands.backtest import _synthesize_if_empty
     from stockbridge.instruments import to_ns
 
@@ -52,7 +55,7 @@ def up(
     start_ns = to_ns(start) if start else None
 
     async def main() -> None:
-        sb = Sandbox(cfg, data, speed=speed, stepped=step, start_ns=start_ns, venues=venues)
+        sb = Sandbox(cfg, data, speed=speed, stepped=step, start_ns=start_ns, venues=venues, show_data_time=data_time)
         with console.status("building the emulators (replaying the store up to the start)"):
             await sb.start()
         try:
@@ -65,8 +68,7 @@ def up(
                 console.print(f"  {'api key':<11} {v.api_key}", soft_wrap=True)
                 console.print(f"  {'secret':<11} {v.secret}", soft_wrap=True)
             console.print()
-            state.write_text(json.dumps({v.name: {"kind": v.kind, "control": v.server.http_url, "urls": v.urls()}
-                                         for v in sb.venues.values()}, indent=2) + "\n")
+            write_state(sb, state)
             console.print(f"control API and URLs written to {state}; faults: stockbridge sandbox faults KIND --venue NAME")
             console.print("running; Ctrl-C to stop")
             if for_seconds > 0:
@@ -93,9 +95,9 @@ def faults(
     state: Path = typer.Option(Path(STATE_FILE), "--state", help="state file written by `sandbox up`"),
 ) -> None:
     """Send a fault to a running sandbox venue (or list the faults it has logged)."""
-    if not state.exists():
-        raise ConfigError(str(state), None, "no running sandbox found (start one with `stockbridge sandbox up CONFIG`)")
-    running = json.loads(state.read_text())
+    from execution.sandbox.state import read_state
+
+    running = read_state(state)["venues"]
     if venue not in running:
         raise ConfigError(str(state), venue, f"no emulator for venue {venue!r} (running: {', '.join(running)})")
     base = running[venue]["control"]

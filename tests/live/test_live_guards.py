@@ -139,3 +139,18 @@ def test_the_drawdown_kill_switch_trips_on_raw_or_haircut_equity_latches_and_ref
     assert later.kill is None  # said once; g.killed stays true
     assert later.send["cid"].tolist() == [cid(1)] and int(later.send["kind"][0]) == ACT_CANCEL  # cancels still go
     assert g.killed and g.snapshot(T0)["drawdown"]["state"] == "killed"
+
+
+def test_a_held_venue_refuses_new_orders_and_its_cancels_wait_then_go_first():
+    g = guards(rate_per_s=100.0, burst=10)
+    g.book_update(ALPHA, T0 + 1 * NS)
+    g.book_update(BETA, T0 + 1 * NS)
+    g.rate.hold(ALPHA, T0 + 2 * NS)
+    out = g.screen(cat(new(cid(1), venue=ALPHA), cancel(cid(7), venue=ALPHA), new(cid(2), venue=BETA)), T0 + 1 * NS)
+    assert out.send["cid"].tolist() == [cid(2)]   # the other venue is not held
+    assert [r[0]["cid"][0] for r in out.refuse] == [cid(1)] and "rate-limited us" in out.refuse[0][1]
+    assert g.next_wakeup_ns(T0 + 1 * NS) == T0 + 2 * NS
+    assert g.snapshot(T0 + 1 * NS)["venues"]["alpha"]["rate"]["state"] == "held"
+    g.book_update(ALPHA, T0 + 2 * NS)
+    out = g.screen(new(cid(3), venue=ALPHA), T0 + 2 * NS)
+    assert out.send["cid"].tolist() == [cid(7), cid(3)]  # the held cancel first

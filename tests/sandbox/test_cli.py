@@ -41,10 +41,10 @@ def test_up_prints_urls_and_keys_and_faults_reach_it(one_day_config, sb_store, t
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, "sandbox did not start"
             time.sleep(0.2)
-        running = json.loads(state.read_text())
+        running = json.loads(state.read_text())["venues"]
         assert sorted(running) == ["broker", "bybit", "kraken"]
         assert all(v["control"].startswith("http://127.0.0.1:") for v in running.values())
-        assert "secret" not in state.read_text()  # the state file holds URLs only
+        assert "secret" not in state.read_text() and "sbx-" not in state.read_text()  # URLs only, no keys
 
         def faults(*args):
             return subprocess.run([*_exe(), "sandbox", "faults", *args, "--state", str(state)], capture_output=True,
