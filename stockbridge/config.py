@@ -144,7 +144,10 @@ class StockbridgeConfig(Strict):
         for i, sc in enumerate(self.backtest.scenarios):
             if sc.venue not in self.venues:
                 raise _KeyedError(key_path("backtest", "scenarios", i, "venue"), f"unknown venue {sc.venue!r}")
-        for key, value in (("backtest.start", self.backtest.start), ("backtest.end", self.backtest.end), ("synth.start", self.synth.start)):
+        times = [("backtest.start", self.backtest.start), ("backtest.end", self.backtest.end), ("synth.start", self.synth.start)]
+        for i, sc in enumerate(self.backtest.scenarios):  # read by the replay only: a bad one would stop it midway
+            times += [(key_path("backtest", "scenarios", i, "at"), sc.at), (key_path("backtest", "scenarios", i, "until"), sc.until)]
+        for key, value in times:
             if value is not None:
                 try:
                     to_ns(value)

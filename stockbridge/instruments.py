@@ -24,16 +24,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
+
+
 def to_ns(value: datetime | str | int) -> int:
-    """An ISO-8601 string, an aware datetime or int ns -> int64 ns since the epoch, UTC."""
+    """An ISO-8601 string, an aware datetime or int ns -> int64 ns since the epoch, UTC.
+
+    ValueError for a time int64 ns cannot hold (before 1677-09-21 or after 2262-04-11 UTC)."""
     if isinstance(value, int):
         return value
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise ValueError("timestamp needs a time zone (e.g. '2025-07-01T00:00:00Z')")
-    value = value.astimezone(timezone.utc)
-    return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1_000
+    # a difference of aware datetimes, not astimezone(utc): that overflows near year 1 and 9999
+    # (0001-01-01T00:00+14:00 is in year 0 in UTC), and timestamp() is a float
+    d = value - _EPOCH
+    ns = (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000
+    if not _NS_MIN <= ns <= _NS_MAX:
+        raise ValueError(f"{value.isoformat()} is outside the int64-nanosecond time range (1677-09-21 to 2262-04-11 UTC)")
+    return ns
 
 
 class MultiplierStep(Strict):
@@ -47,6 +58,7 @@ class MultiplierStep(Strict):
     def _aware(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("activation time needs a time zone, e.g. 2025-07-01T00:00:00Z")
+        to_ns(v)  # here, so a time out of the int64 ns range is an error at this key, not at the instrument
         return v
 
 
