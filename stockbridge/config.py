@@ -8,6 +8,7 @@ see :func:`stockbridge.errors.key_path`) and what was expected.
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -231,7 +232,55 @@ def load_config(path: str | Path) -> StockbridgeConfig:
     except tomllib.TOMLDecodeError as exc:
         where, what = _toml_position(str(exc), text)
         raise ConfigError(str(path), where, f"TOML syntax error: {what}") from None
+    except ValueError as exc:
+        # tomllib reads an integer with int(), which refuses one of more than 4300 digits (Python's
+        # guard against quadratic-time conversion) with a plain ValueError, not a TOMLDecodeError
+        if "integer string conversion" not in str(exc):
+            raise
+        limit = sys.get_int_max_str_digits()
+        at = re.search(r"\d(?:_?\d){%d,}" % limit, text)  # that integer (or a digit string before it)
+        raise ConfigError(str(path), _line_column(text, at.start() if at else 0),
+                          f"an integer of more than {limit} digits, the most Python converts") from None
+    except RecursionError:
+        # tomllib parses a nested array or inline table by recursion: a few hundred levels exhaust
+        # the interpreter's stack
+        depth, at = _deepest_nesting(text)
+        raise ConfigError(str(path), _line_column(text, at),
+                          f"arrays or inline tables nested {depth} deep, too deep to read") from None
     return parse_config(data, path)
+
+
+def _line_column(text: str, at: int) -> str:
+    """'line L, column C' (1-based) of the character at offset ``at``."""
+    line, line_start = text.count("\n", 0, at) + 1, text.rfind("\n", 0, at) + 1
+    return f"line {line}, column {at - line_start + 1}"
+
+
+def _deepest_nesting(text: str) -> tuple[int, int]:
+    """(depth, offset of its outermost bracket) of the most deeply nested array or inline table in a
+    TOML text, brackets in strings and comments skipped."""
+    depth = deepest = start = deepest_start = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+        elif c in "\"'":
+            quote = text[i:i + 3] if text.startswith(c * 3, i) else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                i += 2 if c == '"' and text[i] == "\\" else 1  # a basic string's escape: skip the escaped character
+            i += len(quote) - 1
+        elif c in "[{":
+            start = i if depth == 0 else start
+            depth += 1
+            if depth > deepest:
+                deepest, deepest_start = depth, start
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest, deepest_start
 
 
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
