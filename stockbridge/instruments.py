@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Strict(BaseModel):
-    """Base model: unknown keys are errors."""
+    """Base model: unknown keys are errors, and so are nan and inf in a float field (TOML writes
+    them ``nan`` and ``inf``; a bound like ``ge=0`` lets inf through, no bound lets nan through) unless
+    the field allows them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -133,7 +135,7 @@ class Venue(Strict):
         default=("regular",), description="equity session states in which this venue may hedge (equity venues)"
     )
     haircut: float = Field(default=0.0, ge=0, lt=1, description="credit haircut on balances held here (0..1)")
-    exposure_cap: float = Field(default=float("inf"), gt=0, description="max balance value held here, quote currency")
+    exposure_cap: float = Field(default=float("inf"), gt=0, allow_inf_nan=True, description="max balance value held here, quote currency (inf: no cap)")
     borrow_bps_annual: float = Field(default=0.0, ge=0, description="borrow cost of short positions, bps per year")
     ccxt_id: str | None = Field(default=None, description="ccxt exchange id for live trading (e.g. 'bybit')")
     order_latency_ms: float = Field(default=20.0, ge=0, description="our order -> venue, milliseconds")

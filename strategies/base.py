@@ -63,11 +63,11 @@ class ParamInfo:
 class StrategyParams(BaseModel):
     """Base of every params model: float, int or bool fields, each declared with :func:`param`.
 
-    Validated from ``[strategy.params]`` in the TOML (unknown keys and wrong types are errors) and
+    Validated from ``[strategy.params]`` in the TOML (unknown keys, wrong types, nan and inf are errors) and
     flattened to a float64 array for the kernel (bools as 0/1) in field order.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True, allow_inf_nan=False)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
