@@ -119,6 +119,8 @@ class LiveConfig(Strict):
     def _plain_name(cls, v: str) -> str:
         if not v or "/" in v or "\\" in v or v in (".", ".."):
             raise ValueError("expected a file name inside the run directory, not a path")
+        if not v.isprintable():  # a NUL cannot be in a file name at all; a line break would split the log lines naming it
+            raise ValueError("expected a file name of printable characters")
         return v
 
     @model_validator(mode="after")
