@@ -31,7 +31,7 @@ from execution.reconcile import VenueReconciliation, reconcile_venue
 from execution.runner import LiveRunner, LiveVenue
 from execution.venue import VenueLink, strictly_increasing_nonce
 from stockbridge.config import StockbridgeConfig
-from stockbridge.errors import ConfigError, StockbridgeError
+from stockbridge.errors import ConfigError, StockbridgeError, key_path
 
 log = logging.getLogger("stockbridge.live")
 NS = 1_000_000_000
@@ -164,7 +164,7 @@ async def open_adapters(cfg: StockbridgeConfig, plan: VenuePlan, *, sandbox=None
         else:
             lv = cfg.live.venues.get(name)
             if lv is None:
-                raise ConfigError("<config>", f"live.venues.{name}", "the names of the environment variables holding "
+                raise ConfigError("<config>", key_path("live", "venues", name), "the names of the environment variables holding "
                                   "its API key and secret are needed outside the in-process sandbox")
             creds = lv.credentials(name, environ)
             if kind == "ccxt":
@@ -200,12 +200,12 @@ def check_grids(cfg: StockbridgeConfig, adapters: dict[str, Any], config_path: s
         v = cfg.venues[name]
         for inst, symbol in v.instruments.items():
             if symbol not in ad.markets:
-                raise ConfigError(config_path, f"venues.{name}.instruments.{inst}",
+                raise ConfigError(config_path, key_path("venues", name, "instruments", inst),
                                   f"{symbol!r} is not a market at {name} (it lists {len(ad.markets)} markets)")
             tick, lot = market_grid(ad, symbol)
             for key, ours, theirs in (("tick_size", v.tick_size, tick), ("lot_size", v.lot_size, lot)):
                 if abs(ours - theirs) > 1e-12 * max(abs(theirs), 1.0):
-                    raise ConfigError(config_path, f"venues.{name}.{key}",
+                    raise ConfigError(config_path, key_path("venues", name, key),
                                       f"{ours:g} in the config but {theirs:g} at the venue for {symbol}; the venue's "
                                       "grid is the one orders must land on")
 

@@ -1,19 +1,21 @@
 """TOML configuration -> validated pydantic models.
 
 Unknown keys are errors. Every error becomes one :class:`ConfigError` line naming the file, the key
-path (``venues.bybit.maker_fee_bps``) and what was expected.
+path (``venues.bybit.maker_fee_bps``; a key that is not a bare TOML key is quoted, ``venues."my venue"``,
+see :func:`stockbridge.errors.key_path`) and what was expected.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from stockbridge.errors import ConfigError
+from stockbridge.errors import ConfigError, key_path
 from stockbridge.instruments import Instrument, InstrumentKind, Strict, Venue, VenueKind, to_ns
 from stockbridge.live_config import LiveConfig
 
@@ -120,28 +122,33 @@ class StockbridgeConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_check(self) -> "StockbridgeConfig":
+        # names are the user's table keys and strings, any text: shown as TOML keys or quoted (repr)
+        # so that one with a line break in it cannot split the error over two lines
         for name, inst in self.instruments.items():
             if inst.kind is InstrumentKind.token:
                 under = self.instruments.get(inst.underlying or "")
                 if under is None or under.kind is not InstrumentKind.share:
-                    raise _KeyedError(f"instruments.{name}.underlying", f"'{inst.underlying}' is not a share instrument in [instruments]")
+                    raise _KeyedError(key_path("instruments", name, "underlying"), f"{inst.underlying!r} is not a share instrument in [instruments]")
         for vname, venue in self.venues.items():
             for iname in venue.instruments:
                 if iname not in self.instruments:
-                    raise _KeyedError(f"venues.{vname}.instruments.{iname}", f"unknown instrument (known: {', '.join(self.instruments)})")
+                    raise _KeyedError(key_path("venues", vname, "instruments", iname), f"unknown instrument (known: {_names(self.instruments)})")
         if self.strategy is not None:
             for v in self.strategy.quote_venues:
                 if v not in self.venues:
-                    raise _KeyedError("strategy.quote_venues", f"unknown venue '{v}' (known: {', '.join(self.venues)})")
+                    raise _KeyedError("strategy.quote_venues", f"unknown venue {v!r} (known: {_names(self.venues)})")
             if self.strategy.instrument is not None and self.strategy.instrument not in self.instruments:
-                raise _KeyedError("strategy.instrument", f"unknown instrument '{self.strategy.instrument}'")
+                raise _KeyedError("strategy.instrument", f"unknown instrument {self.strategy.instrument!r}")
         for vname in self.live.venues:
             if vname not in self.venues:
-                raise _KeyedError(f"live.venues.{vname}", f"unknown venue (known: {', '.join(self.venues)})")
+                raise _KeyedError(key_path("live", "venues", vname), f"unknown venue (known: {_names(self.venues)})")
         for i, sc in enumerate(self.backtest.scenarios):
             if sc.venue not in self.venues:
-                raise _KeyedError(f"backtest.scenarios.{i}.venue", f"unknown venue '{sc.venue}'")
-        for key, value in (("backtest.start", self.backtest.start), ("backtest.end", self.backtest.end), ("synth.start", self.synth.start)):
+                raise _KeyedError(key_path("backtest", "scenarios", i, "venue"), f"unknown venue {sc.venue!r}")
+        times = [("backtest.start", self.backtest.start), ("backtest.end", self.backtest.end), ("synth.start", self.synth.start)]
+        for i, sc in enumerate(self.backtest.scenarios):  # read by the replay only: a bad one would stop it midway
+            times += [(key_path("backtest", "scenarios", i, "at"), sc.at), (key_path("backtest", "scenarios", i, "until"), sc.until)]
+        for key, value in times:
             if value is not None:
                 try:
                     to_ns(value)
@@ -168,6 +175,11 @@ class StockbridgeConfig(Strict):
         return next(n for n, i in self.instruments.items() if i.kind is InstrumentKind.token)
 
 
+def _names(table: dict) -> str:
+    """The keys of a table for a message: ``bybit, kraken, "odd name"``."""
+    return ", ".join(key_path(k) for k in table)
+
+
 class _KeyedError(ValueError):
     """Raised inside validators to report a key path other than pydantic's own location."""
 
@@ -177,7 +189,7 @@ class _KeyedError(ValueError):
 
 
 def _describe(err: dict) -> tuple[str, str]:
-    loc = ".".join(str(p) for p in err["loc"])
+    loc = key_path(*err["loc"])
     kind, msg = err["type"], err["msg"]
     ctx = err.get("ctx") or {}
     inner = ctx.get("error")
@@ -212,13 +224,63 @@ def load_config(path: str | Path) -> StockbridgeConfig:
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read file ({exc.strerror})") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), "", f"not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        where, what = _toml_position(str(exc), raw.decode("utf-8"))
+        where, what = _toml_position(str(exc), text)
         raise ConfigError(str(path), where, f"TOML syntax error: {what}") from None
+    except ValueError as exc:
+        # tomllib reads an integer with int(), which refuses one of more than 4300 digits (Python's
+        # guard against quadratic-time conversion) with a plain ValueError, not a TOMLDecodeError
+        if "integer string conversion" not in str(exc):
+            raise
+        limit = sys.get_int_max_str_digits()
+        at = re.search(r"\d(?:_?\d){%d,}" % limit, text)  # that integer (or a digit string before it)
+        raise ConfigError(str(path), _line_column(text, at.start() if at else 0),
+                          f"an integer of more than {limit} digits, the most Python converts") from None
+    except RecursionError:
+        # tomllib parses a nested array or inline table by recursion: a few hundred levels exhaust
+        # the interpreter's stack
+        depth, at = _deepest_nesting(text)
+        raise ConfigError(str(path), _line_column(text, at),
+                          f"arrays or inline tables nested {depth} deep, too deep to read") from None
     return parse_config(data, path)
+
+
+def _line_column(text: str, at: int) -> str:
+    """'line L, column C' (1-based) of the character at offset ``at``."""
+    line, line_start = text.count("\n", 0, at) + 1, text.rfind("\n", 0, at) + 1
+    return f"line {line}, column {at - line_start + 1}"
+
+
+def _deepest_nesting(text: str) -> tuple[int, int]:
+    """(depth, offset of its outermost bracket) of the most deeply nested array or inline table in a
+    TOML text, brackets in strings and comments skipped."""
+    depth = deepest = start = deepest_start = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+        elif c in "\"'":
+            quote = text[i:i + 3] if text.startswith(c * 3, i) else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                i += 2 if c == '"' and text[i] == "\\" else 1  # a basic string's escape: skip the escaped character
+            i += len(quote) - 1
+        elif c in "[{":
+            start = i if depth == 0 else start
+            depth += 1
+            if depth > deepest:
+                deepest, deepest_start = depth, start
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest, deepest_start
 
 
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")

@@ -2,6 +2,36 @@
 
 from __future__ import annotations
 
+import re
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def key_path(*parts: str | int) -> str:
+    """A key path as a TOML dotted key: ``key_path("venues", "bybit", "tick_size")`` is
+    ``venues.bybit.tick_size``, array positions are plain numbers (``backtest.scenarios.0.venue``).
+
+    A table key may be any text: one that is not a bare TOML key (a dot, a space, a quote, a line
+    break, a non-ASCII letter) is written quoted, with every character that is not printable escaped
+    (``\\n``, ``\\u2028``), so the path stays on one line and names the same keys when read back.
+    """
+    return ".".join(str(p) if isinstance(p, int) or _BARE_KEY.fullmatch(p) else _quoted(p) for p in parts)
+
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _quoted(key: str) -> str:
+    out = []
+    for ch in key:
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif not ch.isprintable() and ch != " ":
+            out.append(f"\\u{ord(ch):04X}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
 
 class StockbridgeError(Exception):
     """Base for user-facing errors; the CLI prints ``str(err)`` on one line and exits with ``exit_code``."""

@@ -19,21 +19,34 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class Strict(BaseModel):
-    """Base model: unknown keys are errors."""
+    """Base model: unknown keys are errors, and so are nan and inf in a float field (TOML writes
+    them ``nan`` and ``inf``; a bound like ``ge=0`` lets inf through, no bound lets nan through) unless
+    the field allows them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
 
 
 def to_ns(value: datetime | str | int) -> int:
-    """An ISO-8601 string, an aware datetime or int ns -> int64 ns since the epoch, UTC."""
+    """An ISO-8601 string, an aware datetime or int ns -> int64 ns since the epoch, UTC.
+
+    ValueError for a time int64 ns cannot hold (before 1677-09-21 or after 2262-04-11 UTC)."""
     if isinstance(value, int):
         return value
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise ValueError("timestamp needs a time zone (e.g. '2025-07-01T00:00:00Z')")
-    value = value.astimezone(timezone.utc)
-    return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1_000
+    # a difference of aware datetimes, not astimezone(utc): that overflows near year 1 and 9999
+    # (0001-01-01T00:00+14:00 is in year 0 in UTC), and timestamp() is a float
+    d = value - _EPOCH
+    ns = (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000
+    if not _NS_MIN <= ns <= _NS_MAX:
+        raise ValueError(f"{value.isoformat()} is outside the int64-nanosecond time range (1677-09-21 to 2262-04-11 UTC)")
+    return ns
 
 
 class MultiplierStep(Strict):
@@ -47,6 +60,7 @@ class MultiplierStep(Strict):
     def _aware(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("activation time needs a time zone, e.g. 2025-07-01T00:00:00Z")
+        to_ns(v)  # here, so a time out of the int64 ns range is an error at this key, not at the instrument
         return v
 
 
@@ -121,7 +135,7 @@ class Venue(Strict):
         default=("regular",), description="equity session states in which this venue may hedge (equity venues)"
     )
     haircut: float = Field(default=0.0, ge=0, lt=1, description="credit haircut on balances held here (0..1)")
-    exposure_cap: float = Field(default=float("inf"), gt=0, description="max balance value held here, quote currency")
+    exposure_cap: float = Field(default=float("inf"), gt=0, allow_inf_nan=True, description="max balance value held here, quote currency (inf: no cap)")
     borrow_bps_annual: float = Field(default=0.0, ge=0, description="borrow cost of short positions, bps per year")
     ccxt_id: str | None = Field(default=None, description="ccxt exchange id for live trading (e.g. 'bybit')")
     order_latency_ms: float = Field(default=20.0, ge=0, description="our order -> venue, milliseconds")

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, StrictBool, field_validator, model_validator
 
-from stockbridge.errors import ConfigError
+from stockbridge.errors import ConfigError, key_path
 from stockbridge.instruments import Strict
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,63}$")
@@ -77,7 +77,7 @@ class LiveVenueConfig(Strict):
         names = [self.api_key_env, self.api_secret_env] + ([self.passphrase_env] if self.passphrase_env else [])
         missing = [n for n in names if not env.get(n)]
         if missing:
-            raise ConfigError("<environment>", f"live.venues.{venue}",
+            raise ConfigError("<environment>", key_path("live", "venues", venue),
                               f"environment variable{'s' if len(missing) > 1 else ''} {', '.join(missing)} not set")
         return Credentials(SecretStr(env[self.api_key_env]), SecretStr(env[self.api_secret_env]),
                            SecretStr(env[self.passphrase_env]) if self.passphrase_env else None)
@@ -108,11 +108,22 @@ class LiveConfig(Strict):
     guards: GuardsConfig = Field(default_factory=GuardsConfig, description="risk guard thresholds (execution.guards)")
     venues: dict[str, LiveVenueConfig] = Field(default_factory=dict, description="per venue: environment variable names of its keys (sandbox = true needs none)")
 
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_value(cls, v: object) -> object:
+        # one error naming live.sandbox; pydantic's own gives one per member of the union, under
+        # keys that are not in the file (live.sandbox.bool and live.sandbox."literal['testnet']")
+        if v is True or v is False or v == "testnet":
+            return v
+        raise ValueError('expected true, false or "testnet"')
+
     @field_validator("journal")
     @classmethod
     def _plain_name(cls, v: str) -> str:
         if not v or "/" in v or "\\" in v or v in (".", ".."):
             raise ValueError("expected a file name inside the run directory, not a path")
+        if not v.isprintable():  # a NUL cannot be in a file name at all; a line break would split the log lines naming it
+            raise ValueError("expected a file name of printable characters")
         return v
 
     @model_validator(mode="after")
@@ -124,7 +135,7 @@ class LiveConfig(Strict):
         for name, v in self.venues.items():
             for fld in ("api_key_env", "api_secret_env", "passphrase_env"):
                 if _bad_env_name(getattr(v, fld)):
-                    raise _KeyedError(f"live.venues.{name}.{fld}",
+                    raise _KeyedError(key_path("live", "venues", name, fld),
                                       "expected an environment variable name (A-Z, 0-9, _), not a key; the value is not shown")
         return self
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 
 from stockbridge.core.decide import decide
-from stockbridge.errors import ConfigError
+from stockbridge.errors import ConfigError, key_path
 
 _PARAM_TYPES = {float: "float", int: "int", bool: "bool"}
 
@@ -63,11 +63,11 @@ class ParamInfo:
 class StrategyParams(BaseModel):
     """Base of every params model: float, int or bool fields, each declared with :func:`param`.
 
-    Validated from ``[strategy.params]`` in the TOML (unknown keys and wrong types are errors) and
+    Validated from ``[strategy.params]`` in the TOML (unknown keys, wrong types, nan and inf are errors) and
     flattened to a float64 array for the kernel (bools as 0/1) in field order.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, validate_default=True, allow_inf_nan=False)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -170,11 +170,11 @@ class StrategySpec:
             return self.params_model.model_validate(dict(raw or {}))
         except ValidationError as exc:
             (field, message), *more = (self._describe(err) for err in exc.errors())
-            raise ConfigError(path, f"strategy.params.{field}", message,
-                              tuple((f"strategy.params.{f}", m) for f, m in more)) from None
+            raise ConfigError(path, key_path("strategy", "params", *field), message,
+                              tuple((key_path("strategy", "params", *f), m) for f, m in more)) from None
 
-    def _describe(self, err: Mapping[str, Any]) -> tuple[str, str]:
-        field = ".".join(str(p) for p in err["loc"])
+    def _describe(self, err: Mapping[str, Any]) -> tuple[tuple, str]:
+        field = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
             known = ", ".join(self.params_model.model_fields)
             return field, f"unknown parameter of strategy '{self.name}' (known: {known})"

@@ -55,7 +55,8 @@ def get(name: str) -> StrategySpec:
     """The strategy called ``name``; loads only that plugin, so a broken unrelated plugin does not matter."""
     found = _entry_points()
     if name not in found:
-        raise UnknownStrategyError(f"unknown strategy '{name}' (available: {', '.join(found)})")
+        # repr: the name comes from a config or the command line, and may hold a line break
+        raise UnknownStrategyError(f"unknown strategy {name!r} (available: {', '.join(found)})")
     return _load(name, *found[name]).spec
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stockbridge.config import StockbridgeConfig
-from stockbridge.errors import ConfigError
+from stockbridge.errors import ConfigError, key_path
 from stockbridge.instruments import InstrumentKind
 
 
@@ -28,10 +28,10 @@ def check_backtest_config(cfg: StockbridgeConfig, path: str | Path):
         raise ConfigError(path, "instruments", "a backtest quotes a token: add an instrument with kind = 'token'")
     token = cfg.quoted_token()
     if cfg.instruments[token].kind is not InstrumentKind.token:
-        raise ConfigError(path, "strategy.instrument", f"'{token}' is a share; the strategy quotes a token")
+        raise ConfigError(path, "strategy.instrument", f"{token!r} is a share; the strategy quotes a token")
     quoted = [v for v in (cfg.strategy.quote_venues or cfg.token_venues()) if token in cfg.venues[v].instruments]
     if not quoted:
-        raise ConfigError(path, "strategy.quote_venues", f"no quote venue lists the token '{token}' in its instruments")
+        raise ConfigError(path, "strategy.quote_venues", f"no quote venue lists the token {token!r} in its instruments")
     _check_calendar(cfg, path)
     return spec, params
 
@@ -51,7 +51,7 @@ def fee_warnings(cfg: StockbridgeConfig, path: str | Path) -> list[str]:
     for name, venue in cfg.venues.items():
         if venue.taker_fee_bps < 0:
             lines.append(
-                f"{path}: venues.{name}.taker_fee_bps: negative taker fee ({venue.taker_fee_bps:g} bps): the venue would pay "
+                f"{path}: {key_path('venues', name, 'taker_fee_bps')}: negative taker fee ({venue.taker_fee_bps:g} bps): the venue would pay "
                 "you for taking liquidity; fees are positive and rebates negative, is the sign right?"
             )
     return lines
