@@ -3,7 +3,8 @@ market-data stream (quotes and trades) that alpaca-py's ``TradingClient``, ``Tra
 ``StockDataStream`` use, over a :class:`VenueEmulator`.
 
 - REST: ``/v2/account``, ``/v2/clock`` and ``/v2/calendar`` (from stockbridge.sessions over the
-  replayed days, mapped to the sandbox's wall clock), ``/v2/assets``, ``/v2/orders`` (limit and
+  replayed days, mapped to the sandbox's wall clock; the calendar's days are the wall dates, its
+  open and close times New York's as replayed), ``/v2/assets``, ``/v2/orders`` (limit and
   market, ``time_in_force`` day / gtc / ioc, ``extended_hours``, ``client_order_id``; by id, by
   client id, cancel one / all), ``/v2/positions``. Auth headers ``APCA-API-KEY-ID`` /
   ``APCA-API-SECRET-KEY``; errors are Alpaca's ``{"code": 4xx..., "message": ...}`` with its HTTP
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import msgpack
@@ -185,14 +186,17 @@ class AlpacaServer(VenueServer):
         for k in range(len(cal.states) - 1):
             if cal.states[k] != REGULAR:
                 continue
-            o = datetime.fromtimestamp(self.clock.to_wall(int(cal.boundaries[k])) / 1e9, ny)
-            c = datetime.fromtimestamp(self.clock.to_wall(int(cal.boundaries[k + 1])) / 1e9, ny)
-            d = o.date().isoformat()
+            # the day is the wall date the session's open maps to; its open and close are the session
+            # table's New York times: Alpaca's calendar gives them as a day's HH:MM, which a session
+            # moved by the data -> wall offset across midnight could not be
+            o = datetime.fromtimestamp(int(cal.boundaries[k]) / 1e9, ny)
+            c = datetime.fromtimestamp(int(cal.boundaries[k + 1]) / 1e9, ny)
+            d = datetime.fromtimestamp(self.clock.to_wall(int(cal.boundaries[k])) / 1e9, ny).date().isoformat()
             q = request.query
             if (q.get("start") and d < q["start"]) or (q.get("end") and d > q["end"]):
                 continue
             out.append({"date": d, "open": o.strftime("%H:%M"), "close": c.strftime("%H:%M"), "session_open": "0400",
-                        "session_close": "2000", "settlement_date": (o.date() + timedelta(days=1)).isoformat()})
+                        "session_close": "2000", "settlement_date": (date.fromisoformat(d) + timedelta(days=1)).isoformat()})
         return out
 
     def _check_session(self, m: MarketInfo, order_type: str, tif: str, extended: bool) -> None:

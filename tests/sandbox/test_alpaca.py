@@ -45,8 +45,9 @@ async def test_clock_and_calendar_follow_the_session_calendar(broker):
     assert (close - now) == 3 * 3600 * 10**9
     assert (clock.next_open - clock.next_close).total_seconds() == pytest.approx((3 * 24 + 20.5) * 3600, abs=1)
     days = await run(tc.get_calendar)
-    # times are the session table's, moved by the sandbox's data -> wall offset (so they look live):
-    # the replayed half day is 3.5 h long (09:30-13:00), a full day 6.5 h
+    # days are the wall dates the sessions map to, times the session table's New York times (so they
+    # never cross midnight, whatever the wall time): the replayed half day is 3.5 h long (09:30-13:00),
+    # a full day 6.5 h
     lengths = sorted({(d.close - d.open).total_seconds() / 3600 for d in days})
     assert lengths == [3.5, 6.5]
     sb2, sv2, cl2 = await broker(OVERNIGHT_H)
