@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from fill_invariants import check_fills
 from hypothesis import given, settings, strategies as st
 from reference_venue import GTC, IOC, MS, Cancel, ReferenceVenues, Submit, event_rows
@@ -383,3 +384,28 @@ def test_reference_fills_keep_the_invariants(scn):
             halts.append((v, starts.pop(v), t))
     defaults = [(v, t) for v, t, c in scn.status if c == VENUE_DEFAULTED]
     assert check_fills(scn.events, frame, halts=halts, defaults=defaults) == []
+
+
+# Found by a fresh-clone CI run on 2026-12-01, while the "ci" profile still explored at random (it is
+# derandomized now, tests/conftest.py): the engine fills the rest of a resting GTC bid (100.5) from a
+# trade printed below it (0.5 at 99), after a crossing quote ask (99.5 x 2) filled 2 of it; the
+# reference does not. Which model is right is still to be settled (issue 7). Strict: once they agree,
+# this fails and is to become a plain test of whichever answer is right.
+@pytest.mark.xfail(strict=True, reason="engine and reference disagree on a trade through a bid a crossing quote filled (issue 7)")
+def test_a_trade_printed_through_a_bid_after_a_crossing_quote_filled_part_of_it():
+    ms = lambda t: T0 + int(t * MS)  # noqa: E731
+    rows = [dict(venue=0, instrument=0, kind=KIND_DEPTH, side=1, price=99.0, size=0.5, exch_ts=ms(0)),
+            dict(venue=1, instrument=0, kind=KIND_DEPTH, side=1, price=99.0, size=0.5, exch_ts=ms(0)),
+            dict(venue=2, instrument=0, kind=KIND_SNAPSHOT, side=1, price=99.0, size=10.0, exch_ts=ms(0), flags=F_CLEAR),
+            dict(venue=2, instrument=0, kind=KIND_SNAPSHOT, side=1, price=100.0, size=1.0, exch_ts=ms(0)),
+            dict(venue=2, instrument=0, kind=KIND_SNAPSHOT, side=-1, price=100.0, size=0.5, exch_ts=ms(0)),
+            dict(venue=2, instrument=0, kind=KIND_SNAPSHOT, side=1, price=100.25, size=0.5, exch_ts=ms(0), flags=F_BATCH_END),
+            dict(venue=2, instrument=0, kind=KIND_QUOTE, side=1, price=99.75, size=0.5, exch_ts=ms(11)),
+            dict(venue=2, instrument=0, kind=KIND_QUOTE, side=-1, price=99.5, size=2.0, exch_ts=ms(12)),
+            dict(venue=2, instrument=0, kind=KIND_TRADE, side=0, price=99.0, size=0.5, exch_ts=ms(14))]
+    scn = Scenario(3, 1, maker_bps=[-2.5] * 3, taker_bps=[0.0] * 3, gas=[0.0, 0.0, 0.25], order_ms=[0, 0, 0],
+                   response_ms=[0, 0, 1], events=event_rows(rows),
+                   actions=[Submit(ms(0), 2, 0, 1, 100.5, 3.0, GTC, False), Submit(ms(3), 2, 0, -1, 99.0, 3.0, IOC, False)],
+                   cuts=[], status=[(0, ms(-3), VENUE_HALTED), (0, ms(-3), VENUE_DEFAULTED), (1, ms(-3), VENUE_HALTED),
+                                    (1, ms(-3), VENUE_DEFAULTED), (0, ms(-2), VENUE_OK), (1, ms(-2), VENUE_OK)])
+    assert_same_fills(scn)
