@@ -106,9 +106,5 @@ class BackoffAdapter:
         self.last_answer_ns = self._clock()
         return out
 
-    def view(self, now: int) -> dict[str, Any]:
-        return {"state": "held" if now < self.held_until_ns else "ok", "held_ms": max(0, self.held_until_ns - now) / 1e6,
-                "holds": self.holds, "calls_held_back": self.held_back}
-
 
 __all__ = ["BackoffAdapter", "HeldBack", "REST_CALLS"]
