@@ -34,8 +34,9 @@ Data rows:
   queue estimates of the book are clipped to the rebuilt sizes at the snapshot's last row
   (``F_BATCH_END``, or the book's next row with another exchange time);
 - trade (aggressor +1 buy / -1 sell; 0 = inferred from the data's book, which still shows the
-  levels we emptied: at or through the best ask -> buy, at or through the best bid -> sell, else by
-  the mid, no book -> ignored).
+  levels we emptied, including those an L1 quote stopped showing while their ``consumed`` is kept:
+  at or through the best ask -> buy, at or through the best bid -> sell, else by the mid if both
+  sides show, else ignored).
 
 Our orders (conservative queue model):
 
@@ -431,15 +432,17 @@ class VenueRun:
         book = self.books[ins]
         a = aggressor
         if a == 0:
-            # against the data's book: the venue's has lost the levels we emptied
-            bids = sorted(book.stated[0].items(), key=lambda x: -x[0])
-            asks = sorted(book.stated[1].items())
-            if asks and price >= asks[0][0]:
+            # against the data's book: the venue's has lost the levels we emptied. A level we took
+            # from stays in the data's book until the data removes it (that is when ``consumed``
+            # drops it), even where an L1 quote stopped showing it.
+            bids = sorted(set(book.stated[0]) | set(book.consumed[0]), reverse=True)
+            asks = sorted(set(book.stated[1]) | set(book.consumed[1]))
+            if asks and price >= asks[0]:
                 a = 1
-            elif bids and price <= bids[0][0]:
+            elif bids and price <= bids[0]:
                 a = -1
             elif bids and asks:
-                a = 1 if price >= 0.5 * (bids[0][0] + asks[0][0]) else -1
+                a = 1 if price >= 0.5 * (bids[0] + asks[0]) else -1
             else:
                 return
         hs = 1 if a > 0 else 0  # the book side the aggressor hits
