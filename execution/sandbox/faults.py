@@ -21,6 +21,10 @@ Kinds (``params`` in brackets):
   the order; a held message with no fill after it is never sent);
 - ``rate_limit`` [count | seconds]: the next ``count`` REST calls, or every REST call for the next
   ``seconds`` of data time, answer with the venue's rate-limit error;
+- ``partial_fill`` [fraction (default 0.5), count]: the next ``count`` orders that take liquidity at
+  once (IOC or market) fill at most ``fraction`` of their quantity (down to the lot) and the rest is
+  cancelled, as when the displayed size was not there; the order the client sees is the full one,
+  partially filled, then cancelled;
 - ``halt`` / ``resume`` [symbol]: the market stops trading (new orders refused, cancels refused,
   no fills), then trades again;
 - ``default``: the venue is gone: every live order is lost, balances frozen, every call fails;
@@ -46,8 +50,8 @@ from typing import Any
 
 NS = 1_000_000_000
 
-KINDS = ("drop_ws", "delay", "lose", "duplicate", "reorder", "http_error", "timeout", "rate_limit", "halt", "resume", "default",
-         "freeze_feed", "unfreeze_feed", "skew_clock", "clear")
+KINDS = ("drop_ws", "delay", "lose", "duplicate", "reorder", "http_error", "timeout", "rate_limit", "partial_fill",
+         "halt", "resume", "default", "freeze_feed", "unfreeze_feed", "skew_clock", "clear")
 
 
 @dataclass
@@ -77,6 +81,8 @@ class Faults:
         self.http_status = 503
         self.timeout_n = 0
         self.rate_limit_n = 0
+        self.partial_fill_n = 0
+        self.partial_fraction = 0.5
         self.rate_limit_until_ns = 0   # data ns: every REST call is refused for rate until then
         self.ban_after, self.ban_window_ns, self.ban_ns = 20, 10 * NS, 60 * NS
         self.refused_for_rate: deque[int] = deque()  # data ns of the calls refused for rate, in the window
@@ -122,6 +128,11 @@ class Faults:
             self.ban_after = int(p.get("ban_after", self.ban_after))
             self.ban_window_ns = int(float(p.get("ban_window_s", self.ban_window_ns / NS)) * NS)
             self.ban_ns = int(float(p.get("ban_s", self.ban_ns / NS)) * NS)
+        elif kind == "partial_fill":
+            self.partial_fraction = float(p.get("fraction", 0.5))
+            if not 0.0 <= self.partial_fraction < 1.0:
+                raise FaultError(f"partial_fill: fraction must be in [0, 1), got {self.partial_fraction}")
+            self.partial_fill_n += int(p.get("count", 1))
         elif kind in ("halt", "resume"):
             if not p.get("symbol"):
                 raise FaultError(f"{kind}: 'symbol' is required")
@@ -139,6 +150,7 @@ class Faults:
             self.delay_s = {"ack": 0.0, "fill": 0.0}
             self.lose_n = {"ack": 0, "refusal": 0, "fill": 0}
             self.http_error_n = self.timeout_n = self.rate_limit_n = self.duplicate_n = self.reorder_n = 0
+            self.partial_fill_n = 0
             self.rate_limit_until_ns = 0
             self.frozen = False
             self.skew_ms = 0.0
@@ -168,7 +180,7 @@ class Faults:
         return data_ns < self.banned_until_ns
 
     def take(self, counter: str) -> bool:
-        """Use up one of a pending count ('http_error', 'timeout', 'rate_limit', 'duplicate', 'reorder',
+        """Use up one of a pending count ('http_error', 'timeout', 'rate_limit', 'duplicate', 'reorder', 'partial_fill',
         'lose_ack', 'lose_refusal', 'lose_fill')."""
         if counter.startswith("lose_"):
             what = counter[5:]

@@ -239,10 +239,16 @@ class VenueEmulator:
             acct.lock(m.quote if side == "buy" else m.base, lock)
             o.locked = lock
         sim_tif = IOC if (order_type == "market" or tif == "IOC") else GTC
-        slot, sim_id, out = m.sim.submit(1 if side == "buy" else -1, sim_price, qty, sim_tif, tif == "PostOnly", now)
+        sim_qty = qty
+        if sim_tif == IOC and self.faults.take("partial_fill"):  # the rest is cancelled when the sim is done
+            sim_qty = math.floor(qty * self.faults.partial_fraction / m.lot + 1e-9) * m.lot
+        self._notify_order(acct, o)  # 'new' first, as the venues report it
+        if sim_qty <= 0.0:
+            self._finish(acct, o, "cancelled", "partial_fill", now)
+            return o
+        slot, sim_id, out = m.sim.submit(1 if side == "buy" else -1, sim_price, sim_qty, sim_tif, tif == "PostOnly", now)
         o.slot, o.sim_id = slot, sim_id
         self._by_sim[(m.id, sim_id)] = (acct, o)
-        self._notify_order(acct, o)  # 'new' first, as the venues report it
         self._dispatch(m, out)
         return o
 
@@ -289,16 +295,23 @@ class VenueEmulator:
         if r.kind == "fill":
             self._fill(m, acct, o, r, out)
         elif r.kind == "done":
-            o.status = {"filled": "filled", "cancelled": "cancelled", "rejected": "rejected"}[r.state]
-            o.reason = r.reason
-            o.updated = r.ts
-            if o.locked:
-                acct.unlock(m.quote if o.side == "buy" else m.base, o.locked)
-                o.locked = 0.0
-            o.slot = -1
+            status = {"filled": "filled", "cancelled": "cancelled", "rejected": "rejected"}[r.state]
+            if status == "filled" and o.filled < o.qty - 1e-9:  # the sim had only part of it (partial_fill)
+                status = "cancelled"
             del self._by_sim[(m.id, r.sim_id)]
-            self._notify_order(acct, o)
-            self._notify_balance(acct)
+            self._finish(acct, o, status, r.reason, r.ts)
+
+    def _finish(self, acct: Account, o: Order, status: str, reason: str, ts: int) -> None:
+        """``o`` reaches its final ``status``: what it locked is freed and the clients are told."""
+        o.status = status
+        o.reason = reason
+        o.updated = ts
+        if o.locked:
+            acct.unlock(self.market(o.symbol).quote if o.side == "buy" else self.market(o.symbol).base, o.locked)
+            o.locked = 0.0
+        o.slot = -1
+        self._notify_order(acct, o)
+        self._notify_balance(acct)
 
     def _fill(self, m: MarketInfo, acct: Account, o: Order, r: Report, out: StepResult) -> None:
         fee_amt, fee_ccy = self._fee_rule(o.side, r.fee, r.price, m.base, m.quote)
