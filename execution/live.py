@@ -15,6 +15,7 @@ environment; ``false`` real venues, only with ``--real-money``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -34,6 +35,32 @@ from stockbridge.config import StockbridgeConfig
 from stockbridge.errors import ConfigError, StockbridgeError, key_path
 
 log = logging.getLogger("stockbridge.live")
+
+# a venue that cannot answer now (network, 5xx, timeouts, its rate limit, our back-off hold): worth asking again
+TRANSIENT = (ccxt.NetworkError, asyncio.TimeoutError)
+
+
+class VenueUnavailable(StockbridgeError):
+    """A venue did not answer the start-up calls for ``live.startup_retry_s``."""
+
+    exit_code = 3
+
+
+async def until_answered(venue: str, what: str, call, *, give_up_s: float, first_s: float = 0.5, max_s: float = 8.0):
+    """``await call()`` again through transient errors, waiting ``first_s`` doubling to ``max_s``
+    between tries, for up to ``give_up_s`` (wall s); then :class:`VenueUnavailable` naming the venue,
+    the step and the last error. Start-up calls only: each try must be safe to repeat."""
+    began, wait = time.monotonic(), first_s
+    while True:
+        try:
+            return await call()
+        except TRANSIENT as exc:
+            if time.monotonic() - began + wait > give_up_s:
+                raise VenueUnavailable(f"{venue}: {what} failed for {give_up_s:g} s (last: {type(exc).__name__}); "
+                                       "nothing was traded there") from None
+            log.warning("%s: %s failed (%s), again in %.1f s", venue, what, type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+            wait = min(2 * wait, max_s)
 NS = 1_000_000_000
 CCXT_VENUES = ("bybit", "kraken")
 BROKER_VENUES = ("alpaca",)
@@ -179,7 +206,7 @@ async def open_adapters(cfg: StockbridgeConfig, plan: VenuePlan, *, sandbox=None
         if v.ccxt_id == "kraken":
             strictly_increasing_nonce(ad)
         out[name] = ad
-        await ad.load_markets()
+        await until_answered(name, "loading its markets", ad.load_markets, give_up_s=cfg.live.startup_retry_s)
         if kind == "alpaca":
             await ad.start()  # its private stream: connected before the first order
     return out
@@ -285,9 +312,10 @@ async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path,
     recs = []
     for lv in venues.values():
         began = time.perf_counter()
-        recs.append(await reconcile_venue(lv, journal, core, own_ids=set(), policy=policy,
-                                          position_tolerance=lc.guards.position_tolerance,
-                                          timeout_s=lc.call_timeout_ms / 1000, now=clock()))
+        # a fault mid-way repeats it all: cancels of orders already gone are done, fills are booked once
+        recs.append(await until_answered(lv.name, "reconciling at start-up", lambda lv=lv: reconcile_venue(
+            lv, journal, core, own_ids=set(), policy=policy, position_tolerance=lc.guards.position_tolerance,
+            timeout_s=lc.call_timeout_ms / 1000, now=clock()), give_up_s=lc.startup_retry_s))
         log.info("%s: reconciled in %.1f s: %s", lv.name, time.perf_counter() - began, "; ".join(recs[-1].lines()) or "nothing to do")
     return LiveSession(runner, journal, adapters, recs, plan)
 

@@ -12,7 +12,10 @@ For each traded venue, in this order:
 3. **Fills since the journal's cursor.** ``fetch_my_trades(since=cursor)``: fills of orders in the
    journal that the journal does not hold yet (they happened while the bot was down) are journalled
    once, marked not booked by this run's core (their effect is in the balances read next).
-4. **Balances.** ``fetch_balance``: on the first start (no baseline in the journal) the base-asset
+4. **Orders that finished while the bot was down.** An order the journal still holds as live
+   (open, partially filled, cancel sent) that is not open at the venue now, or that step 1 cancelled,
+   gets its final state in the journal: filled if its journalled fills add up to it, else cancelled.
+5. **Balances.** ``fetch_balance``: on the first start (no baseline in the journal) the base-asset
    position is the baseline, the position that counts as flat, and is stored; on a restart the
    stored baseline is used. The core's books are set from the venue: position = reported - baseline
    (+ base-asset fees, which the core books in quote currency), cash = reported quote balance (less
@@ -50,6 +53,7 @@ class VenueReconciliation:
     foreign: int = 0                                             # orders not ours, left alone
     fills_recovered: int = 0                                     # journalled now (they happened while down)
     unacked_resolved: int = 0                                    # orders sent, never answered, looked up now
+    orders_closed: int = 0                                       # live in the journal, found finished now
     baseline: float = 0.0
     position: float = 0.0                                        # reported, less baseline, tokens
     cash: float = 0.0
@@ -68,6 +72,8 @@ class VenueReconciliation:
             out.append(f"{self.venue}: looked up {self.unacked_resolved} order(s) an earlier run sent and never heard back about")
         if self.fills_recovered:
             out.append(f"{self.venue}: journalled {self.fills_recovered} fill(s) made while the bot was down")
+        if self.orders_closed:
+            out.append(f"{self.venue}: {self.orders_closed} order(s) the journal held as live had finished at the venue")
         if self.stopped:
             out.append(self.stopped)
         return out
@@ -79,6 +85,7 @@ async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids
     ad = lv.link.adapter
     rec = VenueReconciliation(lv.name)
     opens = await asyncio.wait_for(ad.fetch_open_orders(lv.symbol), timeout_s)
+    resting: set[str] = set()  # ours, still open at the venue after this: kept, or its cancel failed
     for od in opens:
         text = od.get("clientOrderId")
         if not (isinstance(text, str) and text.startswith(CID_TEXT_PREFIX)):
@@ -88,6 +95,7 @@ async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids
             continue
         if policy == "keep":
             rec.leftover_kept.append(text)
+            resting.add(text)
             continue
         try:
             await asyncio.wait_for(ad.cancel_order(str(od["id"]), lv.symbol, {}), timeout_s)
@@ -97,12 +105,14 @@ async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported; the venue keeps quoting stopped below
+            resting.add(text)
             rec.stopped = (f"{lv.name}: could not cancel {text}, left by an earlier run ({type(exc).__name__}); "
                            "quoting stopped there")
         journal.record_event(lv.name, "reconcile", now, client_id=text, detail={"leftover": policy})
     found_ns = await _resolve_unacked(lv, journal, timeout_s, now)
     rec.unacked_resolved = len(found_ns)
     rec.fills_recovered = await _recover_fills(lv, journal, timeout_s, now, since_ns=min(found_ns, default=None))
+    rec.orders_closed = _close_finished(lv, journal, resting | set(own_ids), now)
 
     bal = await asyncio.wait_for(ad.fetch_balance(), timeout_s)
     per = {a: b for a, b in bal.items() if isinstance(b, dict)}
@@ -194,6 +204,29 @@ async def _resolve_unacked(lv: LiveVenue, journal: Journal, timeout_s: float, no
                              detail={"found": "by client id at start-up"})
         out.append(since_ms * 1_000_000)
     return out
+
+
+def _close_finished(lv: LiveVenue, journal: Journal, resting: set[str], now: int) -> int:
+    """Orders the journal still holds as live at the venue (an earlier run's: it died before it heard
+    how they ended) that are not open there now get their final state: filled if the journal's fills
+    (all of them by now, step 3) add up to the order, else cancelled (a cancel, or an IOC's unfilled
+    rest). Not touched: ``resting`` (ours still open at the venue) and orders never acknowledged that
+    could not be looked up (the next start tries again). Returns how many were closed."""
+    rows = journal.db.execute(
+        "SELECT o.client_id, o.qty, (SELECT COALESCE(SUM(f.qty), 0) FROM fills f WHERE f.venue = o.venue AND"
+        " (f.client_id = o.client_id OR (o.venue_order_id IS NOT NULL AND f.venue_order_id = o.venue_order_id)))"
+        " AS filled FROM orders o WHERE o.venue = ? AND o.state IN ('open', 'partially_filled', 'pending_cancel')",
+        (lv.name,)).fetchall()
+    n = 0
+    for r in rows:
+        if r["client_id"] in resting:
+            continue
+        filled = float(r["filled"])
+        state = "filled" if filled >= float(r["qty"]) - 1e-9 else "cancelled"
+        journal.record_event(lv.name, "reconcile", now, client_id=r["client_id"], state=state, filled=filled,
+                             detail={"found": "not open at the venue at start-up"})
+        n += 1
+    return n
 
 
 def _base_fees(journal: Journal, lv: LiveVenue) -> tuple[float, float]:

@@ -103,6 +103,8 @@ class LiveRunner:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._streams_done = False           # private streams listen past stop: the exit's cancel-all needs them
+        self._rest_locks: dict[int, asyncio.Lock] = {}
+        self._rest_last: dict[int, float] = {}  # venue -> loop time its last REST reconciliation began
         self._failure: BaseException | None = None
         self.stop_reason: str | None = None
         self.events = 0                      # books and trades handed to the core
@@ -244,6 +246,7 @@ class LiveRunner:
                 continue
             if failed:
                 failed, backoff = False, 0.5
+                log.info("%s: %s is back; reconciling what it missed", lv.name, watch)
                 await self._rest_reconcile(lv)  # what happened while the stream was down
             for item in got:
                 handle(lv.id, item)
@@ -251,24 +254,38 @@ class LiveRunner:
 
     async def _rest_while_down(self, lv: LiveVenue, seconds: float) -> None:
         """REST in place of a failed private stream for ``seconds`` (its reconnect backoff): reconcile
-        now and every ``REST_POLL_S`` until then, so fills and cancels are heard while it is down."""
+        now and every ``REST_POLL_S`` (longer for a venue with a small request budget) until then, so
+        fills and cancels are heard while it is down."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
+        # a poll is about two calls (fills, open orders): at most half the venue's budget (ccxt's rateLimit)
+        every_s = max(REST_POLL_S, 4.0 * float(getattr(lv.link.adapter, "rateLimit", 0) or 0) / 1000.0)
         while True:
-            await self._rest_reconcile(lv)
+            await self._rest_reconcile(lv, fresh_s=every_s)
             left = until - loop.time()
             if left <= 0 or self._streams_done:
                 return
-            await asyncio.sleep(min(left, REST_POLL_S))
+            await asyncio.sleep(min(left, every_s))
 
-    async def _rest_reconcile(self, lv: LiveVenue) -> None:
-        try:
-            await self.om.check_live(lv.id)
-            await self.om.sync_fills(lv.id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the next attempt will try again
-            log.warning("%s: REST reconciliation failed (%s)", lv.name, type(exc).__name__)
+    async def _rest_reconcile(self, lv: LiveVenue, *, fresh_s: float = 0.0) -> None:
+        """Orders and fills of ``lv`` by REST: the fills first (a fill that completes an order ends it
+        without a lookup), then every order held live that the venue does not list. One at a time per
+        venue, and not again if one began less than ``fresh_s`` ago: both private streams fall back
+        to it when a venue's socket drops, and a venue with a small request budget (Kraken) would
+        spend it all on polling while our cancels wait behind."""
+        loop = asyncio.get_running_loop()
+        lock = self._rest_locks.setdefault(lv.id, asyncio.Lock())
+        async with lock:
+            if fresh_s and loop.time() - self._rest_last.get(lv.id, -math.inf) < fresh_s:
+                return
+            self._rest_last[lv.id] = loop.time()
+            try:
+                await self.om.sync_fills(lv.id)
+                await self.om.check_live(lv.id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next attempt will try again
+                log.warning("%s: REST reconciliation failed (%s)", lv.name, type(exc).__name__)
 
     # -- housekeeping -----------------------------------------------------------------------------
 

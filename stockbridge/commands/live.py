@@ -218,16 +218,14 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
 
 def attach_sandbox(cfg, config: Path, plan, state: Path):
     """The sandbox of another process (execution.sandbox.state) with the keys of ``plan``'s venues
-    from the environment variables ``[live.venues.NAME]`` names; returns it and the secrets to redact."""
+    from the environment variables ``[live.venues.NAME]`` names (by default
+    ``STOCKBRIDGE_SANDBOX_<NAME>_KEY`` / ``_SECRET``); returns it and the secrets to redact."""
     from execution.sandbox.state import AttachedSandbox
-    from stockbridge.errors import ConfigError
+    from stockbridge.live_config import LiveVenueConfig
 
     keys, secrets = {}, []
     for name in plan.traded:
-        lv = cfg.live.venues.get(name)
-        if lv is None:
-            raise ConfigError(str(config), f"live.venues.{name}", "the names of the environment variables holding the "
-                                                                  "sandbox venue's API key and secret are needed with --attach")
+        lv = cfg.live.venues.get(name) or LiveVenueConfig.attached_sandbox(name)
         creds = lv.credentials(name)
         opts = creds.ccxt_options()
         keys[name] = (opts["apiKey"], opts["secret"])

@@ -6,6 +6,8 @@
 - the core's position is the venue's balance (less the baseline, plus base-asset fees), to the lot;
 - no two orders share a client id, every order the venue saw was a journalled intent, sent once.
 
+The checks that need only the journal are execution.sandbox.invariants (``stockbridge sandbox chaos``
+runs them too); the ones here also look inside the bot (its core's position, its order book).
 Shared by tests/faults and tests/live/test_live_runner.py."""
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import asyncio
 import functools
 
 import pytest
-from live.live_sandbox import journal_fills, ledger_fills
+
+from execution.sandbox.invariants import (
+    fill_problems,
+    resting_problems,
+    secret_problems,
+    sent_problems,
+    venue_secrets,
+)
 
 LIVE_STATES = ("open", "partially_filled", "pending_cancel")
 
@@ -56,17 +65,8 @@ def live_venue(run, venue):
 
 def assert_journal_is_the_ledger(run, venue):
     """Every fill at the venue is in the journal once, with its price, qty and fee (quote ccy)."""
-    led, jr = ledger_fills(run, venue), journal_fills(run, venue)
-    assert set(jr) == set(led), (f"{venue}: journal and ledger fills differ: missing {sorted(set(led) - set(jr))}, "
-                                 f"extra {sorted(set(jr) - set(led))}")
-    rows = run.session.journal.fills(venue)
-    assert len(rows) == len(jr), f"{venue}: a fill is in the journal twice"
-    for tid, f in led.items():
-        j = jr[tid]
-        assert j["price"] == pytest.approx(f.price, rel=1e-12)
-        assert j["qty"] == pytest.approx(f.qty, rel=1e-12)
-        assert j["side"] == (1 if f.side == "buy" else -1)
-        assert j["fee"] == pytest.approx(f.fee_quote, rel=1e-9, abs=1e-12)
+    problems = fill_problems(run.sb[venue], run.session.journal)
+    assert not problems, "\n".join(problems)
 
 
 def assert_position_is_the_venues(run, venue):
@@ -118,22 +118,15 @@ async def assert_orders_converge(run, venues, *, steps: int = 20, seconds: float
 
 def assert_sent_once(run, venue):
     """Every order the venue saw was a journalled intent; one intent, one order; no client id twice."""
-    j = run.session.journal
-    news = [i["client_id"] for i in j.intents() if i["action"] == "new"]
-    assert len(news) == len(set(news)), "one client id journalled for two new orders"
-    acct = run.sb[venue].account
-    ids = [o.client_id for o in acct.orders.values() if o.client_id.startswith("sb")]
-    assert len(ids) == len(set(ids)), f"{venue}: two orders share a client id"
-    assert set(ids) <= set(news), f"{venue}: an order went out that was never journalled"
-    dup = [e for e in j.events() if e["kind"] == "reject" and "uplicate" in str(e["detail"])]
-    assert dup == [], f"{venue}: an order was sent again under the same client id: {dup[:3]}"
+    problems = sent_problems(run.sb[venue], run.session.journal)
+    assert not problems, "\n".join(problems)
 
 
 def assert_nothing_left(run, venue):
     """After a stop: nothing of ours rests at the venue, nothing is live (or unknown) in the bot."""
     lv = live_venue(run, venue)
-    acct = run.sb[venue].account
-    assert [o.client_id for o in acct.orders.values() if not o.is_final and o.client_id.startswith("sb")] == []
+    problems = resting_problems(run.sb[venue])
+    assert not problems, "\n".join(problems)
     assert [(o.client_id, o.state.value) for o in run.runner.om.orders.values() if not o.final and o.venue == lv.id] == []
 
 
@@ -141,14 +134,8 @@ def assert_no_secret_written(run):
     """No API key or secret of any sandbox venue in any file of the run directory (the journal and
     its WAL included, read as bytes), after whatever the faults made the bot log and journal."""
     run.session.journal.flush()
-    secrets = [(f"{what} of {name}", s.encode()) for name, v in run.sb.venues.items()
-               for what, s in (("the API key", v.api_key), ("the secret", v.secret))]
-    run_dir = run.session.journal.path.parent
-    for f in run_dir.rglob("*"):
-        if f.is_file():
-            data = f.read_bytes()
-            leaked = [what for what, s in secrets if s in data]
-            assert not leaked, f"{f.name} holds {', '.join(leaked)}"
+    problems = secret_problems(run.session.journal.path.parent, venue_secrets(run.sb.venues.values()))
+    assert not problems, "\n".join(problems)
 
 
 def assert_ledger_invariants(run, venues, *, stopped: bool = True):

@@ -99,23 +99,3 @@ async def close_live(run: LiveRun, stop_sandbox: bool = True) -> None:
     run.session.journal.close()
     if stop_sandbox:
         await asyncio.wait_for(run.sb.stop(), 10)
-
-
-def ledger_fills(run: LiveRun, venue: str) -> dict[str, Any]:
-    """The emulator's fills of our account at ``venue`` by the trade id its API shows: the ledger's
-    own id, or at Alpaca (whose API gives a fill no id that REST and the stream share) the order id
-    with the order's cumulative filled qty after the fill (execution.alpaca_venue.fill_id)."""
-    fills = run.sb[venue].account.fills
-    if run.sb[venue].kind != "alpaca":
-        return {f.trade_id: f for f in fills}
-    from execution.alpaca_venue import fill_id
-
-    out, cum = {}, {}
-    for f in fills:
-        cum[f.order_id] = cum.get(f.order_id, 0.0) + f.qty
-        out[fill_id(f.order_id, cum[f.order_id])] = f
-    return out
-
-
-def journal_fills(run: LiveRun, venue: str) -> dict[str, dict]:
-    return {f["trade_id"]: f for f in run.session.journal.fills(venue)}
