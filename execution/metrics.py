@@ -8,7 +8,9 @@ Gauges (labels in brackets): ``stockbridge_equity{basis=raw|haircut}`` and
 ``stockbridge_quote_bid/ask{venue}`` quote ccy (NaN when none), ``stockbridge_venue_ok{venue}``
 (1 quoting allowed, 0 stale/stopped/not traded); counters as gauges of run totals:
 ``stockbridge_fills{venue}``, ``stockbridge_decisions``, ``stockbridge_events``,
-``stockbridge_orders{venue,state}``; ``stockbridge_kill_switch`` (1 tripped).
+``stockbridge_orders{venue,state}``, ``stockbridge_feed_rejected{feed,reason}`` (market-data
+messages and books refused, execution/market_data.py and wire_guard.py),
+``stockbridge_feed_resyncs{feed}``; ``stockbridge_kill_switch`` (1 tripped).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class LiveMetrics:
         self.decisions = g("stockbridge_decisions", "decisions made by the trader core")
         self.events = g("stockbridge_events", "market-data events handed to the core")
         self.kill = g("stockbridge_kill_switch", "1 when the drawdown kill switch has tripped")
+        self.feed_rejected = g("stockbridge_feed_rejected", "market-data messages or books refused, by reason",
+                               ("feed", "reason"))
+        self.feed_resyncs = g("stockbridge_feed_resyncs", "book streams resubscribed for a fresh snapshot", ("feed",))
         self.server = None
         self.thread = None
 
@@ -74,6 +79,10 @@ class LiveMetrics:
         self.decisions.set(snap["decisions"])
         self.events.set(snap["events"])
         self.kill.set(1.0 if snap["guards"]["drawdown"]["state"] == "killed" else 0.0)
+        for name, st in (snap.get("feeds") or {}).items():
+            for reason, n in (st.rejected + st.wire).items():
+                self.feed_rejected.labels(name, reason).set(n)
+            self.feed_resyncs.labels(name).set(st.resyncs)
 
 
 __all__ = ["LiveMetrics"]

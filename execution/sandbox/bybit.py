@@ -21,13 +21,13 @@ import hashlib
 import hmac
 import itertools
 import json
-import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from execution.sandbox import garbage as G
 from execution.sandbox.ledger import Account, Fill, Order
 from execution.sandbox.market import PublicTrade
 from execution.sandbox.server import Conn, VenueServer
@@ -212,8 +212,36 @@ class BybitServer(VenueServer):
             return self.err(exc.code, exc.msg)
         limit = min(int(request.query.get("limit", 1)), 200)
         seq, ts, bids, asks = self.emu.shown_book(m, limit)
-        return self.ok({"s": m.id, "b": [[num(p), num(q)] for p, q in bids], "a": [[num(p), num(q)] for p, q in asks],
-                        "ts": self.clock.wall_ms(ts), "u": seq, "seq": seq, "cts": self.clock.wall_ms(ts)})
+        result = {"s": m.id, "b": [[num(p), num(q)] for p, q in bids], "a": [[num(p), num(q)] for p, q in asks],
+                  "ts": self.clock.wall_ms(ts), "u": seq, "seq": seq, "cts": self.clock.wall_ms(ts)}
+        what = self.emu.faults.take_garbage("rest")
+        if what is not None:
+            return self._garbage_rest(m, what, result, bids, asks)
+        return self.ok(result)
+
+    def _garbage_rest(self, m: MarketInfo, what: str, result: dict, bids: list, asks: list) -> web.Response:
+        """A hostile order-book answer in Bybit's envelope (garbage.py says what each kind is)."""
+        r = dict(result)
+        if what == "nan_strings":
+            r["b"] = [["NaN", "NaN"]] + r["b"]
+        elif what == "negative_size" and bids:
+            r["b"] = [[num(bids[0][0]), "-" + num(bids[0][1])]] + r["b"][1:]
+        elif what == "crossed_book" and G.crossed_bid(bids, asks, m.tick):
+            p, q = G.crossed_bid(bids, asks, m.tick)
+            r["b"] = [[num(p), num(q)]] + r["b"]
+        elif what == "wrong_symbol":
+            r["s"] = G.other_id(m.id)
+            r["b"] = [[num(p), num(q)] for p, q in G.scaled(bids)]
+            r["a"] = [[num(p), num(q)] for p, q in G.scaled(asks)]
+        elif what == "enormous":
+            k = G.repeats(len(json.dumps(r["b"] + r["a"])))
+            r["b"], r["a"] = r["b"] * k, r["a"] * k
+        body = json.dumps({"retCode": 0, "retMsg": "OK", "result": r, "retExtInfo": {},
+                           "time": self.clock.wall_now() // 1_000_000})
+        if what == "truncated_json":
+            body = G.truncated(body)
+        self.emu.faults.garbage_out(what, "rest", m.id, len(body), self.clock.data_now())
+        return web.Response(text=body, content_type="application/json")
 
     async def h_recent_trade(self, request: web.Request) -> web.Response:
         try:
@@ -511,18 +539,75 @@ class BybitServer(VenueServer):
                 "data": {"s": m.id, "b": [[num(p), num(q)] for p, q in b], "a": [[num(p), num(q)] for p, q in a],
                          "u": seq, "seq": seq}, "cts": now_ms})
 
+    def _garbage_book(self, c: Conn, topic: str, what: str) -> str | dict:
+        """A hostile message on book ``topic`` of ``c``, made from the book this connection was last
+        sent (the client's book, if it applied every message); garbage.py says what each kind is."""
+        _, depth, mid = topic.split(".")
+        m = self.emu.markets[mid]
+        seq, ts, _, _ = self.emu.shown_book(m, int(depth))
+        bids, asks = c.state.get(topic) or ([], [])
+        now_ms = self.clock.wall_ms(ts)
+        rows = lambda lv: [[num(p), num(q)] for p, q in lv]  # noqa: E731
+        b, a, kind, s = rows(bids), rows(asks), "delta", m.id
+        if what == "nan_strings":
+            b, a = [["NaN", "NaN"]], []
+        elif what == "negative_size" and bids:
+            p, q = G.negative_bid(bids, asks, m.tick)
+            b, a = [[num(p), "-" + num(-q)]], []
+        elif what == "crossed_book" and G.crossed_bid(bids, asks, m.tick):
+            p, q = G.crossed_bid(bids, asks, m.tick)
+            b, a = [[num(p), num(q)]], []
+        elif what == "wrong_symbol":
+            b, a, kind, s = rows(G.scaled(bids)), rows(G.scaled(asks)), "snapshot", G.other_id(m.id)
+        elif what == "enormous":  # the unchanged levels, many times over: harmless content, hostile size
+            k = G.repeats(len(json.dumps(b + a)))
+            b, a = b * k, a * k
+        msg = {"topic": topic, "ts": now_ms, "type": kind, "data": {"s": s, "b": b, "a": a, "u": seq, "seq": seq},
+               "cts": now_ms}
+        return G.truncated(msg) if what == "truncated_json" else msg
+
+    def _garbage_trades(self, m: MarketInfo, topic: str, trades: list[PublicTrade], what: str) -> str | dict:
+        """A hostile print on ``topic`` shaped like Bybit's publicTrade message (garbage.py)."""
+        t = trades[-1]
+        row = {"T": self.clock.wall_ms(t.ts), "s": m.id, "S": "Buy" if t.side >= 0 else "Sell", "v": num(t.size),
+               "p": num(t.price), "L": "ZeroPlusTick", "i": str(uuid.uuid4()), "BT": False}
+        data = [row]
+        if what == "nan_strings":
+            row["p"] = row["v"] = "NaN"
+        elif what == "negative_size":
+            row["v"] = "-" + num(t.size)
+        elif what == "wrong_symbol":
+            row["s"], row["p"] = G.other_id(m.id), num(t.price * G.WRONG_SYMBOL_SCALE)
+        elif what == "enormous":
+            data = [row] * G.repeats(len(json.dumps(row)))
+        msg = {"topic": topic, "type": "snapshot", "ts": self.clock.wall_ms(t.ts), "data": data}
+        return G.truncated(msg) if what == "truncated_json" else msg
+
+    def _send_garbage(self, c: Conn, msg: str | dict, what: str, channel: str, symbol: str) -> None:
+        text = msg if isinstance(msg, str) else json.dumps(msg)
+        c.send(text)
+        self.emu.faults.garbage_out(what, channel, symbol, len(text), self.clock.data_now())
+
     # listener callbacks
     def on_book(self, m: MarketInfo) -> None:
-        for c in list(self.conns):
-            for t in list(c.topics):
-                if t.startswith("orderbook.") and t.endswith("." + m.id):
-                    self._send_book(c, t, snapshot=False)
+        subs = [(c, t) for c in list(self.conns) for t in list(c.topics)
+                if t.startswith("orderbook.") and t.endswith("." + m.id)]
+        what = self.emu.faults.take_garbage("book") if subs else None  # kept pending until someone listens
+        for c, t in subs:
+            if what is not None and int(t.split(".")[1]) > 1:  # depth 1 is all snapshots: nothing to poison
+                self._send_garbage(c, self._garbage_book(c, t, what), what, "book", m.id)
+            self._send_book(c, t, snapshot=False)
 
     def on_trades(self, m: MarketInfo, trades: list[PublicTrade]) -> None:
         topic = f"publicTrade.{m.id}"
         subs = [c for c in self.conns if topic in c.topics]
         if not subs:
             return
+        what = self.emu.faults.take_garbage("trade")
+        if what is not None:
+            bad = self._garbage_trades(m, topic, trades, what)
+            for c in subs:
+                self._send_garbage(c, bad, what, "trade", m.id)
         data = [{"T": self.clock.wall_ms(t.ts), "s": m.id, "S": "Buy" if t.side >= 0 else "Sell", "v": num(t.size),
                  "p": num(t.price), "L": "ZeroPlusTick", "i": t.id, "BT": False} for t in trades]
         msg = {"topic": topic, "type": "snapshot", "ts": self.clock.wall_ms(trades[-1].ts), "data": data}

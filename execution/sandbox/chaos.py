@@ -5,8 +5,9 @@ The sandbox runs in this process on a running clock; the bot is the real ``stock
 from issue 12's list over the run's wall time, one every ``gap`` seconds on a random venue: the
 bot killed (and restarted from its journal), lost create/cancel answers and lost refusals, dropped
 and flapping websockets, a frozen feed, 5xx answers and hanging calls, a rate-limit storm, the
-venue's clock skewed by 2 s, a halted symbol, duplicate, reordered and lost fill messages, and a
-hedge the broker only half fills. (Not a default: it is final, and the venue would be gone for the
+venue's clock skewed by 2 s, a halted symbol, duplicate, reordered and lost fill messages, a
+hedge the broker only half fills, and hostile market data (the ``garbage`` fault: truncated JSON,
+NaN strings, negative sizes, crossed books, another market's data, oversized frames). (Not a default: it is final, and the venue would be gone for the
 rest of the run; tests/faults/test_venue_errors.py covers it.)
 
 After each fault ends (its timed part cleared, or the restarted bot running) the run measures the
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from execution.journal import Journal
+from execution.sandbox.faults import GARBAGE_CHANNELS
 from execution.sandbox.invariants import ledger_problems, ours, venue_secrets
 from execution.sandbox.state import write_state
 from stockbridge.live_config import LiveVenueConfig
@@ -56,6 +58,7 @@ MENU: dict[str, tuple[tuple[str, ...], bool]] = {
     "clock_skew": (CRYPTO + ("alpaca",), True),
     "halt": (CRYPTO + ("alpaca",), True),
     "hedge_half_fill": (("alpaca",), False),
+    "hostile_data": (CRYPTO, False),
 }
 
 
@@ -93,6 +96,9 @@ def plan(seed: int, seconds: float, venues: dict[str, str], *, gap: tuple[float,
         f = Fault(kind, venue, round(t, 3), round(rng.uniform(5.0, 20.0), 3) if timed else 0.0)
         if kind == "clock_skew":
             f.detail = f"{rng.choice((-2000, 2000)):+d} ms"
+        elif kind == "hostile_data":
+            channel = rng.choice(sorted(GARBAGE_CHANNELS))
+            f.detail = f"{rng.choice(GARBAGE_CHANNELS[channel])} {channel}"
         out.append(f)
         t += rng.uniform(*gap)
     return out
@@ -131,6 +137,9 @@ def inject(f: Fault, sv, speed: float) -> None:
         sv.fault("halt", symbol=_symbol(sv))
     elif k == "hedge_half_fill":
         sv.fault("partial_fill", fraction=0.5, count=1)
+    elif k == "hostile_data":
+        what, channel = f.detail.split()
+        sv.fault("garbage", what=what, channel=channel, count=3)
     else:
         raise ValueError(f"no injection for {k!r}")
 

@@ -31,6 +31,14 @@ Kinds (``params`` in brackets):
 - ``freeze_feed`` / ``unfreeze_feed``: market data stops updating (REST and websocket show the
   book as it was), matching goes on underneath;
 - ``skew_clock`` [ms]: the venue's clock runs ``ms`` ahead (negative: behind);
+- ``garbage`` [what, channel: book | trade | rest (default book), count]: the next ``count``
+  public messages on ``channel`` (websocket book updates, websocket trade prints, REST order-book
+  answers) are hostile, in the venue's own wire format so the client parses them as far as it can.
+  ``what`` is one of :data:`GARBAGE` (see garbage.py for what each looks like); a book or trade
+  message goes out *in addition to* the real one after it, a REST answer *instead of* the real one.
+  Not every pair is meaningful (a crossed trade is not a thing): those raise :class:`FaultError`.
+  Each hostile message sent is logged as a record of kind ``garbage_sent`` (params ``what``,
+  ``channel``, ``symbol``, ``bytes``) and counted in :attr:`Faults.garbage_sent`;
 - ``clear``: undo every pending count, delay, freeze and skew (not halts or a default).
 
 The ban: a venue bans a client that goes on calling while it answers rate-limit errors (Binance
@@ -44,14 +52,22 @@ Each ban is logged as a record of kind ``ban`` and counted in :attr:`Faults.bans
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 NS = 1_000_000_000
 
 KINDS = ("drop_ws", "delay", "lose", "duplicate", "reorder", "http_error", "timeout", "rate_limit", "partial_fill",
-         "halt", "resume", "default", "freeze_feed", "unfreeze_feed", "skew_clock", "clear")
+         "halt", "resume", "default", "freeze_feed", "unfreeze_feed", "skew_clock", "garbage", "clear")
+
+# hostile public messages (the ``garbage`` kind): what may go on which channel
+GARBAGE = ("truncated_json", "nan_strings", "negative_size", "crossed_book", "wrong_symbol", "enormous")
+GARBAGE_CHANNELS: dict[str, tuple[str, ...]] = {
+    "book": GARBAGE,
+    "trade": tuple(w for w in GARBAGE if w != "crossed_book"),
+    "rest": GARBAGE,
+}
 
 
 @dataclass
@@ -93,6 +109,8 @@ class Faults:
         self.defaulted = False
         self.frozen = False
         self.skew_ms = 0.0
+        self.garbage: dict[str, deque[str]] = {ch: deque() for ch in GARBAGE_CHANNELS}  # pending, per channel
+        self.garbage_sent: Counter = Counter()  # (channel, what) -> hostile messages sent
         self.log: list[FaultRecord] = []
 
     def record(self, kind: str, params: dict[str, Any], data_ns: int) -> FaultRecord:
@@ -146,7 +164,20 @@ class Faults:
             if "ms" not in p:
                 raise FaultError("skew_clock: 'ms' is required")
             self.skew_ms = float(p["ms"])
+        elif kind == "garbage":
+            what, channel = p.get("what"), p.setdefault("channel", "book")
+            if channel not in GARBAGE_CHANNELS:
+                raise FaultError(f"garbage: 'channel' must be one of {', '.join(GARBAGE_CHANNELS)}, got {channel!r}")
+            if what not in GARBAGE_CHANNELS[channel]:
+                raise FaultError(f"garbage: 'what' on the {channel} channel must be one of "
+                                 f"{', '.join(GARBAGE_CHANNELS[channel])}, got {what!r}")
+            n = int(p.setdefault("count", 1))
+            if n < 1:
+                raise FaultError(f"garbage: 'count' must be >= 1, got {n}")
+            self.garbage[channel].extend([what] * n)
         elif kind == "clear":
+            for q in self.garbage.values():
+                q.clear()
             self.delay_s = {"ack": 0.0, "fill": 0.0}
             self.lose_n = {"ack": 0, "refusal": 0, "fill": 0}
             self.http_error_n = self.timeout_n = self.rate_limit_n = self.duplicate_n = self.reorder_n = 0
@@ -175,6 +206,17 @@ class Faults:
                                         {"calls_refused": len(q), "window_s": self.ban_window_ns / NS, "seconds": self.ban_ns / NS}))
             q.clear()
         return True
+
+    def take_garbage(self, channel: str) -> str | None:
+        """The hostile kind the next message on ``channel`` must be (None: a real one)."""
+        q = self.garbage[channel]
+        return q.popleft() if q else None
+
+    def garbage_out(self, what: str, channel: str, symbol: str, nbytes: int, data_ns: int) -> None:
+        """Log and count one hostile message the server has just sent."""
+        self.garbage_sent[(channel, what)] += 1
+        self.log.append(FaultRecord(time.time_ns(), int(data_ns), "garbage_sent",
+                                    {"what": what, "channel": channel, "symbol": symbol, "bytes": nbytes}))
 
     def banned(self, data_ns: int) -> bool:
         return data_ns < self.banned_until_ns

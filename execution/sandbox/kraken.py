@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from execution.sandbox import garbage as G
 from execution.sandbox.ledger import Account, Fill, Order
 from execution.sandbox.market import PublicTrade
 from execution.sandbox.server import Conn, VenueServer
@@ -256,8 +257,28 @@ class KrakenServer(VenueServer):
         count = min(int(request.query.get("count", 100)), 500)
         seq, ts, bids, asks = self.emu.shown_book(m, count)
         t = self.clock.to_wall(ts) // 1_000_000_000
-        return self.ok({m.id: {"asks": [[fmt(p, m.pdec), fmt(q, m.qdec), t] for p, q in asks],
-                               "bids": [[fmt(p, m.pdec), fmt(q, m.qdec), t] for p, q in bids]}})
+        rows = lambda lv: [[fmt(p, m.pdec), fmt(q, m.qdec), t] for p, q in lv]  # noqa: E731
+        what = self.emu.faults.take_garbage("rest")
+        if what is None:
+            return self.ok({m.id: {"asks": rows(asks), "bids": rows(bids)}})
+        # a hostile answer in Kraken's envelope (garbage.py says what each kind is)
+        key, b, a = m.id, rows(bids), rows(asks)
+        if what == "nan_strings":
+            b = [["NaN", "NaN", t]] + b
+        elif what == "negative_size" and bids:
+            b = [[fmt(bids[0][0], m.pdec), fmt(-bids[0][1], m.qdec), t]] + b[1:]
+        elif what == "crossed_book" and G.crossed_bid(bids, asks, m.tick):
+            b = rows([G.crossed_bid(bids, asks, m.tick)]) + b
+        elif what == "wrong_symbol":
+            key, b, a = G.other_id(m.id), rows(G.scaled(bids)), rows(G.scaled(asks))
+        elif what == "enormous":
+            k = G.repeats(len(json.dumps(b + a)))
+            b, a = b * k, a * k
+        body = json.dumps({"error": [], "result": {key: {"asks": a, "bids": b}}})
+        if what == "truncated_json":
+            body = G.truncated(body)
+        self.emu.faults.garbage_out(what, "rest", m.id, len(body), self.clock.data_now())
+        return web.Response(text=body, content_type="application/json")
 
     async def h_trades(self, request: web.Request) -> web.Response:
         try:
@@ -529,17 +550,72 @@ class KrakenServer(VenueServer):
                 "order_type": o.order_type, "fee_usd_equiv": round(f.fee, 8), "fees": [{"asset": f.fee_currency, "qty": f.fee}],
                 "timestamp": iso(self.clock.to_wall(f.ts))}
 
+    def _garbage_book(self, c: Conn, m: MarketInfo, what: str) -> str | dict:
+        """A hostile book message to ``c``, made from the book this connection was last sent (the
+        client's book, if it applied every message). Its checksum is the true book's, as a corrupted
+        message's would be; garbage.py says what each kind is."""
+        topic = f"book:{m.id}"
+        sym = c.state[f"sym:{topic}"]
+        seq, ts, _, _ = self.emu.shown_book(m, c.state[f"depth:{topic}"])
+        bids, asks = c.state.get(topic) or ([], [])
+        lv = lambda rows: [{"price": float(fmt(p, m.pdec)), "qty": float(fmt(q, m.qdec))} for p, q in rows]  # noqa: E731
+        b, a, kind = lv(bids), lv(asks), "update"
+        if what == "nan_strings":
+            b, a = [{"price": "NaN", "qty": "NaN"}], []
+        elif what == "negative_size" and bids:
+            p, q = G.negative_bid(bids, asks, m.tick)
+            b, a = [{"price": float(fmt(p, m.pdec)), "qty": -float(fmt(-q, m.qdec))}], []
+        elif what == "crossed_book" and G.crossed_bid(bids, asks, m.tick):
+            b, a = lv([G.crossed_bid(bids, asks, m.tick)]), []
+        elif what == "wrong_symbol":
+            sym, b, a, kind = G.other_id(sym), lv(G.scaled(bids)), lv(G.scaled(asks)), "snapshot"
+        elif what == "enormous":  # the unchanged levels, many times over: harmless content, hostile size
+            k = G.repeats(len(json.dumps(b + a)))
+            b, a = b * k, a * k
+        row = {"symbol": sym, "bids": b, "asks": a, "checksum": checksum(bids, asks, m.pdec, m.qdec)}
+        if kind == "update":
+            row["timestamp"] = iso(self.clock.to_wall(ts))
+        msg = {"channel": "book", "type": kind, "data": [row]}
+        return G.truncated(msg) if what == "truncated_json" else msg
+
+    def _garbage_trades(self, c: Conn, m: MarketInfo, trades: list[PublicTrade], what: str) -> str | dict:
+        """A hostile print to ``c`` shaped like Kraken's v2 trade message (garbage.py)."""
+        row = self._trade(m, trades[-1], c.state[f"sym:trade:{m.id}"])
+        row["trade_id"] = next(self._trade_ids)
+        data = [row]
+        if what == "nan_strings":
+            row["price"] = row["qty"] = "NaN"
+        elif what == "negative_size":
+            row["qty"] = -row["qty"]
+        elif what == "wrong_symbol":
+            row["symbol"], row["price"] = G.other_id(row["symbol"]), row["price"] * G.WRONG_SYMBOL_SCALE
+        elif what == "enormous":
+            data = [row] * G.repeats(len(json.dumps(row)))
+        msg = {"channel": "trade", "type": "update", "data": data}
+        return G.truncated(msg) if what == "truncated_json" else msg
+
+    def _send_garbage(self, c: Conn, msg: str | dict, what: str, channel: str, symbol: str) -> None:
+        text = msg if isinstance(msg, str) else json.dumps(msg)
+        c.send(text)
+        self.emu.faults.garbage_out(what, channel, symbol, len(text), self.clock.data_now())
+
     # listener callbacks
     def on_book(self, m: MarketInfo) -> None:
-        for c in list(self.conns):
-            if f"book:{m.id}" in c.topics:
-                self._send_book(c, m, snapshot=False)
+        subs = [c for c in list(self.conns) if f"book:{m.id}" in c.topics]
+        what = self.emu.faults.take_garbage("book") if subs else None  # kept pending until someone listens
+        for c in subs:
+            if what is not None:
+                self._send_garbage(c, self._garbage_book(c, m, what), what, "book", m.id)
+            self._send_book(c, m, snapshot=False)
 
     def on_trades(self, m: MarketInfo, trades: list[PublicTrade]) -> None:
-        for c in list(self.conns):
-            if f"trade:{m.id}" in c.topics:
-                sym = c.state[f"sym:trade:{m.id}"]
-                c.send({"channel": "trade", "type": "update", "data": [self._trade(m, t, sym) for t in trades]})
+        subs = [c for c in list(self.conns) if f"trade:{m.id}" in c.topics]
+        what = self.emu.faults.take_garbage("trade") if subs else None
+        for c in subs:
+            if what is not None:
+                self._send_garbage(c, self._garbage_trades(c, m, trades, what), what, "trade", m.id)
+            sym = c.state[f"sym:trade:{m.id}"]
+            c.send({"channel": "trade", "type": "update", "data": [self._trade(m, t, sym) for t in trades]})
 
     def on_order(self, acct: Account, order: Order) -> None:
         # one report per state change; a fill's own report is the 'trade' execution

@@ -42,7 +42,7 @@ from backtest.matching import (
     venues_rebase,
 )
 from backtest.orders import GTC, IOC, REASON_NAMES, STATE_NAMES, TAG_QUOTE, request_cancel, submit_order, take_report
-from backtest.pending import AUX, KIND, OID, REP_ACK, REP_CANCEL_REJECT, REP_DONE, REP_FILL
+from backtest.pending import AUX, OID, REP_ACK, REP_CANCEL_REJECT, REP_DONE, REP_FILL
 from backtest.simvenue import flush_fills, flush_orders, grow_queues, new_sim
 from data.schema import EVENT_DTYPE, KIND_TRADE
 

@@ -192,7 +192,8 @@ async def _main(cfg, config: Path, plan, out: Path, data: Path | None, speed: fl
                  "events": runner.events, "orders": runner.om.snapshot(),
                  "skipped_venues": plan.skipped, "notices": runner.notices,
                  "feeds": {f.name: {"books": f.stats.books, "trades": f.stats.trades, "rest_books": f.stats.rest_books,
-                                    "stream_errors": f.stats.stream_errors, "rejected": dict(f.stats.rejected)}
+                                    "stream_errors": f.stats.stream_errors, "rejected": dict(f.stats.rejected),
+                                    "resyncs": f.stats.resyncs, "wire_rejected": dict(f.stats.wire)}
                            for f in runner.feeds}}
         summary = write_live_outputs(out, journal=session.journal, sampler=runner.sampler, venues=runner.venue_names,
                                      config_path=str(config), seed=cfg.backtest.seed,
