@@ -9,8 +9,9 @@ For each traded venue, in this order:
    prefix are someone else's: left alone and reported.
 2. **Orders an earlier run sent and never heard back about** (it died first): looked up by client
    id, their venue order ids journalled (or, not at the venue, presumed rejected).
-3. **Fills since the journal's cursor.** ``fetch_my_trades(since=cursor)``: fills of orders in the
-   journal that the journal does not hold yet (they happened while the bot was down) are journalled
+3. **Fills since the journal's cursor** (or since the earliest order the journal holds as live or
+   step 2 resolved, if that is earlier: it may have filled before a later order's fill moved the
+   cursor). ``fetch_my_trades(since=...)``: fills of orders in the journal that the journal does not hold yet (they happened while the bot was down) are journalled
    once, marked not booked by this run's core (their effect is in the balances read next).
 4. **Orders that finished while the bot was down.** An order the journal still holds as live
    (open, partially filled, cancel sent) that is not open at the venue now, or that step 1 cancelled,
@@ -111,7 +112,13 @@ async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids
         journal.record_event(lv.name, "reconcile", now, client_id=text, detail={"leftover": policy})
     found_ns = await _resolve_unacked(lv, journal, timeout_s, now)
     rec.unacked_resolved = len(found_ns)
-    rec.fills_recovered = await _recover_fills(lv, journal, timeout_s, now, since_ns=min(found_ns, default=None))
+    # an order the journal holds as live may have filled before the cursor (the fill of a later order
+    # was journalled, its own was not): fills from when the earliest of them went out
+    live_since = journal.db.execute(
+        "SELECT MIN(COALESCE(venue_created_ns, updated_ns)) FROM orders WHERE venue = ?"
+        " AND state IN ('open', 'partially_filled', 'pending_cancel')", (lv.name,)).fetchone()[0]
+    since = min(found_ns + ([int(live_since) - 1_000_000_000] if live_since is not None else []), default=None)
+    rec.fills_recovered = await _recover_fills(lv, journal, timeout_s, now, since_ns=since)
     rec.orders_closed = _close_finished(lv, journal, resting | set(own_ids), now)
 
     bal = await asyncio.wait_for(ad.fetch_balance(), timeout_s)

@@ -254,14 +254,17 @@ class LiveRunner:
 
     async def _rest_while_down(self, lv: LiveVenue, seconds: float) -> None:
         """REST in place of a failed private stream for ``seconds`` (its reconnect backoff): reconcile
-        now and every ``REST_POLL_S`` (longer for a venue with a small request budget) until then, so
-        fills and cancels are heard while it is down."""
+        now and every ``REST_POLL_S`` (or twice as long as a poll takes) until then, so fills and
+        cancels are heard while it is down."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
-        # a poll is about two calls (fills, open orders): at most half the venue's budget (ccxt's rateLimit)
-        every_s = max(REST_POLL_S, 4.0 * float(getattr(lv.link.adapter, "rateLimit", 0) or 0) / 1000.0)
+        every_s = REST_POLL_S
         while True:
+            began = loop.time()
             await self._rest_reconcile(lv, fresh_s=every_s)
+            # a poll that took long waited in ccxt's rate limiter (Kraken: a fills query costs 6 s of
+            # its budget): polling takes at most half the time, the orders' calls the rest
+            every_s = max(REST_POLL_S, 2.0 * (loop.time() - began))
             left = until - loop.time()
             if left <= 0 or self._streams_done:
                 return

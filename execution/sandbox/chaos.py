@@ -34,7 +34,7 @@ from typing import Any
 
 from execution.journal import Journal
 from execution.sandbox.faults import GARBAGE_CHANNELS
-from execution.sandbox.invariants import ledger_problems, ours, venue_secrets
+from execution.sandbox.invariants import ledger_problems, ours, unresolved, venue_secrets
 from execution.sandbox.state import write_state
 from stockbridge.live_config import LiveVenueConfig
 
@@ -347,11 +347,13 @@ async def run_chaos(cfg, config: Path, data: Path, out: Path, *, seconds: float,
         journal = Journal(run_dir / cfg.live.journal)
         try:
             problems += ledger_problems(sb.venues.values(), journal, run_dir, venue_secrets(sb.venues.values()))
+            left_unknown = {n: len(unresolved(sv, journal)) for n, sv in sb.venues.items()}
         finally:
             journal.close()
         fills = {n: len(sv.account.fills) for n, sv in sb.venues.items()}
         return ChaosResult(faults, fills, bot.starts - 1, problems, exit_code, round(now(), 1), run_dir,
-                           extra={"faults_by_venue": Counter(f.venue or "bot" for f in faults)})
+                           extra={"faults_by_venue": Counter(f.venue or "bot" for f in faults),
+                                  "unresolved_at_exit": left_unknown})
     finally:
         await bot.kill()
         await asyncio.wait_for(sb.stop(), 10)

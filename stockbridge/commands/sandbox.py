@@ -181,11 +181,16 @@ def chaos(
     late = result.unrecovered()
     console.print(f"not recovered by the end of the run: {len(late)}"
                   + "".join(f"\n  {f.kind}{' at ' + f.venue if f.venue else ''} at {f.at_s:.0f} s" for f in late))
+    left = result.extra.get("unresolved_at_exit", {})
+    if any(left.values()):
+        console.print("orders whose create was never answered, left for the next start to look up: "
+                      + ", ".join(f"{n} {c}" for n, c in left.items() if c))
     console.print(f"invariant violations: {len(result.problems)}")
     for p in result.problems:
         console.print(f"  {p}", soft_wrap=True)
     report = {"seed": seed, "minutes": minutes, "speed": speed, "start_ns": start_ns, "seconds": result.seconds,
               "restarts": result.restarts, "fills": result.fills, "problems": result.problems,
+              "unresolved_at_exit": left,
               "by_kind": [dict(zip(("kind", "injected", "recovered", "p50_s", "max_s"), r)) for r in rows],
               "faults": [vars(f) for f in result.faults]}
     (out / "chaos.json").write_text(json.dumps(report, indent=2))
