@@ -61,6 +61,8 @@ async def until_answered(venue: str, what: str, call, *, give_up_s: float, first
             log.warning("%s: %s failed (%s), again in %.1f s", venue, what, type(exc).__name__, wait)
             await asyncio.sleep(wait)
             wait = min(2 * wait, max_s)
+
+
 NS = 1_000_000_000
 CCXT_VENUES = ("bybit", "kraken")
 BROKER_VENUES = ("alpaca",)

@@ -11,8 +11,9 @@ For each traded venue, in this order:
    id, their venue order ids journalled (or, not at the venue, presumed rejected).
 3. **Fills since the journal's cursor** (or since the earliest order the journal holds as live or
    step 2 resolved, if that is earlier: it may have filled before a later order's fill moved the
-   cursor). ``fetch_my_trades(since=...)``: fills of orders in the journal that the journal does not hold yet (they happened while the bot was down) are journalled
-   once, marked not booked by this run's core (their effect is in the balances read next).
+   cursor). ``fetch_my_trades(since=...)``: fills of orders in the journal that the journal does
+   not hold yet (they happened while the bot was down) are journalled once, marked not booked by
+   this run's core (their effect is in the balances read next).
 4. **Orders that finished while the bot was down.** An order the journal still holds as live
    (open, partially filled, cancel sent) that is not open at the venue now, or that step 1 cancelled,
    gets its final state in the journal: filled if its journalled fills add up to it, else cancelled.
