@@ -103,22 +103,22 @@ async def run(args) -> dict:
         commit_us.append((time.perf_counter_ns() - t) / 1e3)
 
     journal.record_intents = timed_record
-    decide, submit = runner.decide, runner.om.submit
+    decide, dispatch = runner.decide, runner.om.dispatch
 
     def timed_decide():
         decide_at[0] = time.perf_counter_ns()
         decide()
 
-    async def timed_submit(actions):
+    def timed_dispatch(actions):
         t = time.perf_counter_ns()
         for a in actions:
             text = cid_text(int(a["cid"]))
             if text in book_at:
                 submit_at[text] = t
         stages["spawn"].append((t - decide_at[0]) / 1e3)
-        await submit(actions)
+        return dispatch(actions)
 
-    runner.decide, runner.om.submit = timed_decide, timed_submit
+    runner.decide, runner.om.dispatch = timed_decide, timed_dispatch
     snap, step = core.book_snapshot, core.step
 
     def timed_snapshot(*a, **k):

@@ -54,7 +54,7 @@ import asyncio
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -338,8 +338,16 @@ class OrderManager:
     # -- actions from the core ------------------------------------------------------------------
 
     async def submit(self, actions: np.ndarray) -> None:
-        """Carry out the core's actions (ACTION_DTYPE rows) in their order: journal all intents in one
-        commit, then send (creates and cancels start in decision order and run concurrently)."""
+        """Carry out the core's actions (ACTION_DTYPE rows) in their order: :meth:`dispatch`, then every
+        send awaited (they run concurrently)."""
+        await asyncio.gather(*self.dispatch(actions))
+
+    def dispatch(self, actions: np.ndarray) -> list[Coroutine[Any, Any, None]]:
+        """The part of :meth:`submit` that cannot wait: every intent journalled in one commit and its
+        order known here, now; returns the sends (one coroutine per action, in decision order) for
+        the caller to start. The live runner starts each as a task at once, so a create leaves on
+        the loop's next pass (through a task for the batch, ``gather`` and ``wait_for`` it had
+        waited for three)."""
         now = self.clock()
         intents, plan = [], []
         for row in actions:
@@ -368,7 +376,7 @@ class OrderManager:
                 raise ValueError(f"action kind {int(row['kind'])} is neither ACT_NEW nor ACT_CANCEL")
         if intents:
             self.journal.record_intents(intents, now)
-        await asyncio.gather(*(send(order) for send, order in plan))
+        return [send(order) for send, order in plan]
 
     def refuse(self, actions: np.ndarray, reason: str) -> None:
         """New orders a guard would not let out: journalled and reported REJECTED to the core (so it
@@ -410,10 +418,10 @@ class OrderManager:
         params = {"clientOrderId": order.client_id, "timeInForce": "IOC" if order.tif == oc.IOC else "GTC",
                   "postOnly": order.post_only}
         try:
-            reply = await asyncio.wait_for(
-                link.adapter.create_order(order.symbol, "market" if market else "limit", "buy" if order.side > 0 else "sell",
-                                          order.qty, None if market else order.price, params),
-                self.call_timeout_s)
+            async with asyncio.timeout(self.call_timeout_s):  # in this task: wait_for would start another
+                reply = await link.adapter.create_order(order.symbol, "market" if market else "limit",
+                                                        "buy" if order.side > 0 else "sell", order.qty,
+                                                        None if market else order.price, params)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - what it means is decided by is_definite_refusal
@@ -451,8 +459,8 @@ class OrderManager:
         order.cancel_sent()
         self._journal_state(order, "cancel_sent", now)
         try:
-            reply = await asyncio.wait_for(link.adapter.cancel_order(order.venue_order_id, order.symbol, {}),
-                                           self.call_timeout_s)
+            async with asyncio.timeout(self.call_timeout_s):
+                reply = await link.adapter.cancel_order(order.venue_order_id, order.symbol, {})
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001

@@ -201,7 +201,8 @@ class LiveRunner:
         if len(screened.send):
             if self.on_decision is not None and book_perf_ns:
                 self.on_decision(book_perf_ns, screened.send)
-            self._spawn(self.om.submit(screened.send))
+            for send in self.om.dispatch(screened.send):
+                self._spawn(send)
         if self.sampler.due(now):
             val = self.sampler.sample(now, self.session(now))
             if self.guards.drawdown.update(float(val["equity_raw"]), float(val["equity_haircut"]), now):

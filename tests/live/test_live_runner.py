@@ -74,6 +74,10 @@ async def test_a_stale_book_pulls_the_quotes_there_and_they_come_back(sb_cfg, sb
         acct = run.sb["bybit"].account
         resting = lambda: [o for o in acct.orders.values() if not o.is_final]  # noqa: E731
         await run.step(20)
+        for _ in range(20):  # quotes are replaced as the book moves: wait for an instant one rests
+            if resting():
+                break
+            await run.step(1)
         assert resting(), "no quote resting at bybit"
         run.sb["bybit"].fault("freeze_feed")
         await run.step(8)
