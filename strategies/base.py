@@ -6,7 +6,8 @@ A strategy is a :class:`StrategySpec`: a name, a :class:`StrategyParams` subclas
     def kernel(ctx, params, quotes, takes) -> int:   # number of taker intents written to `takes`
 
 - ``ctx``: one ``CTX_DTYPE`` record (fields and units: stockbridge/core/context.py),
-- ``params``: float64 array, the params model in field order (``StrategyParams.to_array``),
+- ``params``: float64 array, the params model in field order, then its derived constants
+  (``StrategyParams.to_array``),
 - ``quotes``: float64[MAX_VENUES, 2, MAX_LEVELS, 2], ``quotes[venue, side, level] = (price, size)``,
 - ``takes``: float64[MAX_TAKES, 4], rows ``(venue, +1 buy / -1 sell, limit price, size)``.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import annotated_types
 import numpy as np
@@ -78,14 +79,28 @@ class StrategyParams(BaseModel):
             if problem:
                 raise TypeError(f"{cls.__module__}.{cls.__qualname__}.{name}: {problem}")
 
+    #: names of the constants :meth:`derived` returns, placed after the fields in :meth:`to_array`
+    DERIVED: ClassVar[tuple[str, ...]] = ()
+
+    def derived(self) -> tuple[float, ...]:
+        """Constants the kernel needs that depend on the params alone, in ``DERIVED`` order (none by
+        default). Computed once per run here instead of at every decision: a kernel runs millions of
+        times in a replay, and a log or a power per call is a measurable share of it."""
+        return ()
+
     def to_array(self) -> np.ndarray:
-        """The params as float64[n_fields] in field order, the layout the kernel indexes."""
-        return np.array([float(getattr(self, n)) for n in type(self).model_fields], dtype=np.float64)
+        """The params as float64[n_fields + len(DERIVED)]: the fields in order, then the derived
+        constants; the layout the kernel indexes (:meth:`indices`)."""
+        extra = tuple(self.derived())
+        if len(extra) != len(self.DERIVED):
+            raise TypeError(f"{type(self).__qualname__}.derived() gave {len(extra)} values for DERIVED {self.DERIVED}")
+        values = [float(getattr(self, n)) for n in type(self).model_fields] + [float(x) for x in extra]
+        return np.array(values, dtype=np.float64)
 
     @classmethod
     def indices(cls, *names: str) -> tuple[int, ...]:
         """Positions of ``names`` in :meth:`to_array`, for the kernel's constant indices."""
-        order = list(cls.model_fields)
+        order = list(cls.model_fields) + list(cls.DERIVED)
         missing = [n for n in names if n not in order]
         if missing:
             raise KeyError(f"{cls.__qualname__} has no field {', '.join(missing)} (fields: {', '.join(order)})")

@@ -24,11 +24,12 @@ holds ``ctx.var_rate`` variance-seconds (1 in regular hours, the session weight 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from numba import njit
 
 from stockbridge.core.context import MAX_LEVELS
-from stockbridge.core.quoting import glft_xi_half_spreads, horizon_sigma
+from stockbridge.core.quoting import glft_xi_coefficients, glft_xi_from_coefficients, horizon_sigma
 from strategies.base import StrategyParams, StrategySpec, param
 from strategies.ladder import write_ladder
 
@@ -43,17 +44,22 @@ class GlftParams(StrategyParams):
     levels: int = param(1, unit="levels", description="price levels per side", ge=1, le=MAX_LEVELS)
     level_spacing_bps: float = param(5.0, unit="bps", description="distance between consecutive levels, bps of fair", gt=0)
 
+    DERIVED: ClassVar[tuple[str, ...]] = ("c1", "c2")
 
-GAMMA, K, A, XI, SIZE, TAU_REF, LEVELS, SPACING = GlftParams.indices(
-    "gamma", "k", "A", "xi", "size", "tau_ref", "levels", "level_spacing_bps"
-)
+    def derived(self) -> tuple[float, float]:
+        """The GLFT coefficients c1, c2 (stockbridge.core.quoting.glft_xi_coefficients): constants of the
+        params, so the kernel does not take a log and a power at every decision."""
+        return glft_xi_coefficients(self.gamma, self.k, self.A, self.xi, self.size)
+
+
+SIZE, TAU_REF, LEVELS, SPACING, C1, C2 = GlftParams.indices("size", "tau_ref", "levels", "level_spacing_bps", "c1", "c2")
 
 
 @njit(cache=True)
 def kernel(ctx, params, quotes, takes):
     q = ctx.net_delta / ctx.multiplier
     sigma = horizon_sigma(ctx.sigma * math.sqrt(ctx.var_rate), ctx.tau, params[TAU_REF])
-    delta_b, delta_a = glft_xi_half_spreads(q, params[GAMMA], sigma, params[K], params[A], params[XI], params[SIZE])
+    delta_b, delta_a = glft_xi_from_coefficients(q, sigma, params[SIZE], params[C1], params[C2])
     write_ladder(
         ctx, quotes, ctx.fair - delta_b, ctx.fair + delta_a, params[SPACING] * ctx.fair * 1e-4, params[SIZE], int(params[LEVELS])
     )

@@ -265,6 +265,41 @@ def test_glft_matches_the_core_formula_with_horizon_sigma():
     assert quotes[1, BID, 0, 1] == 2.0
 
 
+@pytest.mark.parametrize("xi", [0.02, 0.0])
+def test_glft_params_carry_the_coefficients_of_the_paper_after_the_fields(xi):
+    # Gueant (2017): c1 = ln(1 + xi D / k) / (xi D), c2 = sqrt(gamma / (2 A D k) (1 + xi D / k)^(k / (xi D) + 1));
+    # the xi -> 0 limit is c1 = 1/k and the power term e
+    gamma, k, a, size = 0.05, 10.0, 1.5, 2.0
+    p = GLFT.params_model(gamma=gamma, k=k, A=a, xi=xi, size=size)
+    arr = p.to_array()
+    fields = list(type(p).model_fields)
+    assert arr.shape == (len(fields) + 2,)
+    assert [arr[i] for i in range(len(fields))] == [float(getattr(p, f)) for f in fields]
+    x = xi * size
+    c1 = 1.0 / k if x == 0.0 else math.log1p(x / k) / x
+    growth = math.e if x == 0.0 else (1.0 + x / k) ** (k / x + 1.0)
+    c2 = math.sqrt(gamma / (2.0 * a * size * k) * growth)
+    i1, i2 = type(p).indices("c1", "c2")
+    assert (i1, i2) == (len(fields), len(fields) + 1)
+    assert arr[i1] == pytest.approx(c1, rel=1e-14)
+    assert arr[i2] == pytest.approx(c2, rel=1e-14)
+
+
+def test_derived_constants_must_match_their_names():
+    class Bad(StrategyParams):
+        DERIVED = ("one", "two")
+        width: float = param(1.0, unit="bps", description="half-spread", gt=0)
+
+        def derived(self):
+            return (self.width * 2.0,)
+
+    with pytest.raises(TypeError, match=r"Bad.derived\(\) gave 1 values for DERIVED \('one', 'two'\)"):
+        Bad().to_array()
+    assert Bad.indices("width", "two") == (0, 2)
+    with pytest.raises(KeyError, match="has no field three"):
+        Bad.indices("three")
+
+
 def test_glft_with_xi_gamma_and_unit_size_is_glft_2013_in_open_hours():
     ctx = example_context(net_delta=3.0075)  # 3 tokens, hedge open: sigma unchanged
     quotes, _, _ = raw(GLFT, ctx, gamma=0.05, xi=0.05, size=1.0, k=10.0, A=1.0)

@@ -84,6 +84,14 @@ def glft_xi_half_spreads(q, gamma, sigma, k, A, xi, Delta):
     q in the units of Delta. ``xi = 0`` takes the limit: c1 = 1/k, the power term -> e.
     With ``xi = gamma`` and ``Delta = 1`` this is exactly :func:`glft_half_spreads`.
     """
+    c1, c2 = glft_xi_coefficients(gamma, k, A, xi, Delta)
+    return glft_xi_from_coefficients(q, sigma, Delta, c1, c2)
+
+
+@njit(cache=True)
+def glft_xi_coefficients(gamma, k, A, xi, Delta):
+    """``(c1, c2)`` of :func:`glft_xi_half_spreads`, which depend on the model's constants alone: c1 in
+    quote ccy, c2 in 1/sqrt(token x quote ccy per second) (times sigma and tokens: quote ccy)."""
     x = xi * Delta
     if x == 0.0:
         c1 = 1.0 / k
@@ -91,7 +99,13 @@ def glft_xi_half_spreads(q, gamma, sigma, k, A, xi, Delta):
     else:
         c1 = math.log1p(x / k) / x
         growth = (1.0 + x / k) ** (k / x + 1.0)
-    c2 = math.sqrt(gamma / (2.0 * A * Delta * k) * growth)
+    return c1, math.sqrt(gamma / (2.0 * A * Delta * k) * growth)
+
+
+@njit(cache=True)
+def glft_xi_from_coefficients(q, sigma, Delta, c1, c2):
+    """:func:`glft_xi_half_spreads` from its coefficients (:func:`glft_xi_coefficients`), for a caller
+    that computed them once."""
     common = c1 + 0.5 * Delta * sigma * c2
     return common + q * sigma * c2, common - q * sigma * c2
 
