@@ -61,7 +61,7 @@ def better(s: int, a: float, b: float) -> bool:
     return a > b if s == 0 else a < b
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _insert_pos(px, nlev, b, s, price) -> int:
     """First index whose price is not strictly better than ``price`` (binary search)."""
     lo = 0
@@ -75,7 +75,7 @@ def _insert_pos(px, nlev, b, s, price) -> int:
     return lo
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def find_level(px, nlev, b, s, price) -> int:
     """Index of the level at ``price`` on side ``s`` of book ``b``, or -1."""
     k = _insert_pos(px, nlev, b, s, price)
@@ -84,7 +84,7 @@ def find_level(px, nlev, b, s, price) -> int:
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _delete_at(px, qty, nlev, b, s, k):
     n = nlev[b, s]
     for j in range(k, n - 1):
@@ -93,7 +93,7 @@ def _delete_at(px, qty, nlev, b, s, k):
     nlev[b, s] = n - 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _drop_better_than(px, qty, nlev, b, s, price, inclusive):
     """Remove levels on side ``s`` better than ``price`` (and at it if ``inclusive``)."""
     n = nlev[b, s]
@@ -108,7 +108,7 @@ def _drop_better_than(px, qty, nlev, b, s, price, inclusive):
     nlev[b, s] = n - k
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def set_level(px, qty, nlev, dropped, b, s, price, size) -> float:
     """Set the visible size at ``price`` on side ``s`` (size <= 0 deletes). Returns the previous size (0 if absent)."""
     cap = px.shape[2]
@@ -145,7 +145,7 @@ def uncross(px, qty, nlev, b, s, price):
     _drop_better_than(px, qty, nlev, b, s, price, True)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apply_quote(px, qty, nlev, dropped, b, s, price, size) -> float:
     """An L1 row: a quote feed shows one level per side, so ``price`` becomes side ``s``'s only level
     (a worse level left from an earlier quote would be liquidity that no longer exists). Returns the
@@ -174,7 +174,7 @@ def best_size(qty, nlev, b, s) -> float:
     return qty[b, s, 0] if nlev[b, s] > 0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def size_at(px, qty, nlev, b, s, price) -> float:
     """Visible size at ``price`` on side ``s``, 0 if there is no such level."""
     k = find_level(px, nlev, b, s, price)

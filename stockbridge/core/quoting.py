@@ -135,27 +135,35 @@ def gap_tau(var_to_open, z):
 
 
 @njit(cache=True, inline="always")
-def grid_value(k, step):
-    """``k`` steps of ``step`` as the double nearest the decimal ``k * step``, the number a venue
-    prints: ``k / (1/step)`` when ``1/step`` is whole (0.01, 0.001, 0.25: IEEE division is correctly
-    rounded), else ``k * step``. (20789 * 0.01 is 207.89000000000001; 20789 / 100 is 207.89.)"""
+def _whole_inverse(step):
+    """``1/step`` when it is a whole number (0.01, 0.001, 0.25 -> 100, 1000, 4), else 0."""
     inv = 1.0 / step
     r = math.floor(inv + 0.5)
     if r >= 1.0 and abs(inv - r) <= 1e-9 * r:
-        return k / r
-    return k * step
+        return r
+    return 0.0
 
 
 @njit(cache=True)
 def floor_to_grid(x, step):
-    """Largest multiple of ``step`` not above x (within GRID_EPS of a step)."""
-    return grid_value(math.floor(x / step + GRID_EPS), step)
+    """Largest multiple of ``step`` not above x (within GRID_EPS of a step), as the double nearest
+    the decimal the venue prints: ``k / (1/step)`` when ``1/step`` is whole (IEEE division is
+    correctly rounded; 20789 * 0.01 is 207.89000000000001, 20789 / 100 is 207.89), else ``k * step``.
+    ``x * (1/step)`` instead of ``x / step`` keeps one division, not two, on the path from ``x``."""
+    r = _whole_inverse(step)
+    if r > 0.0:
+        return math.floor(x * r + GRID_EPS) / r
+    return math.floor(x / step + GRID_EPS) * step
 
 
 @njit(cache=True)
 def ceil_to_grid(x, step):
-    """Smallest multiple of ``step`` not below x (within GRID_EPS of a step)."""
-    return grid_value(math.ceil(x / step - GRID_EPS), step)
+    """Smallest multiple of ``step`` not below x (within GRID_EPS of a step); the same numbers as
+    :func:`floor_to_grid`."""
+    r = _whole_inverse(step)
+    if r > 0.0:
+        return math.ceil(x * r - GRID_EPS) / r
+    return math.ceil(x / step - GRID_EPS) * step
 
 
 @njit(cache=True)
