@@ -4,12 +4,13 @@ that book caused leaving the bot for the venue's client, and the trader core's s
 (``book_snapshot`` per book, ``step`` per decision).
 
 The demo config's CEX venues (Bybit and Kraken emulators replaying the config's synthetic market at
-``--speed``) are traded by the real bot: runner, guards, journal (SQLite WAL, synchronous=FULL: the
-intents' commit is on disk before the order leaves; ``--journal-sync normal``: in the write-ahead
-log), order manager. The emulators run in a process of
+``--speed``) are traded by the real bot: runner, guards, journal (SQLite WAL, fsynced by the journal in
+a thread: the intents are on disk before the order leaves; ``--journal-sync normal``: in the
+write-ahead log), order manager. The emulators run in a process of
 their own (``--emulators process``, the default: a venue is not inside the bot's event loop) or on
 the bot's own loop (``--emulators loop``, as ``stockbridge live`` runs its in-process sandbox). The
-bench wraps each venue client's ``create_order``, the journal's commit of the intents and the core's
+bench wraps each venue client's ``create_order``, the journal's commit of the intents, a send's wait
+for their fsync and the core's
 two calls to take the times; nothing else changes. It runs until ``--decisions`` core decisions have
 been made, then prints p50 / p90 / p99 / max per stage and peak memory.
 
@@ -96,6 +97,7 @@ async def run(args) -> dict:
     journal = session.journal
     record = journal.record_intents
     commit_us: list[float] = []
+    disk_us: list[float] = []
 
     def timed_record(intents, local_ns):
         t = time.perf_counter_ns()
@@ -103,6 +105,14 @@ async def run(args) -> dict:
         commit_us.append((time.perf_counter_ns() - t) / 1e3)
 
     journal.record_intents = timed_record
+    durable = journal.durable
+
+    async def timed_durable():
+        t = time.perf_counter_ns()
+        await durable()
+        disk_us.append((time.perf_counter_ns() - t) / 1e3)
+
+    journal.durable = timed_durable
     decide, dispatch = runner.decide, runner.om.dispatch
 
     def timed_decide():
@@ -145,7 +155,7 @@ async def run(args) -> dict:
     await close_adapters(adapters)
     session.journal.close()
     await sb.stop()
-    return {"tick_to_order": tick_to_order, "snapshot": snap_us, "step": step_us, "commit": commit_us, **stages,
+    return {"tick_to_order": tick_to_order, "snapshot": snap_us, "step": step_us, "commit": commit_us, "disk": disk_us, **stages,
             "decisions": runner.decisions, "books": runner.events, "wall": wall, "speed": args.speed,
             "counts": counts}
 
@@ -236,6 +246,7 @@ def main() -> None:
     t.add_row("  decision -> the order manager runs", *percentiles(r["spawn"]))
     t.add_row("  order manager -> create_order (incl. journal)", *percentiles(r["send"]))
     t.add_row("  journal: the intents' commit", *percentiles(r["commit"]))
+    t.add_row("  journal: a send waiting for the fsync (off the loop)", *percentiles(r["disk"]))
     t.add_row("  trader core: book_snapshot (one book in)", *percentiles(r["snapshot"]))
     t.add_row("  trader core: step (one decision)", *percentiles(r["step"]))
     Console().print(t)

@@ -4,14 +4,20 @@ Write-ahead: every intent (an action from the trader core) is committed before i
 answer (ack, order update, fill, cancel, reject, balance snapshot) is written when it arrives, with
 the venue's timestamp and ours (ns UTC), and committed with the answers that arrived with it once the
 event loop has handled them (group commit, see ``Journal._tx``): a SIGKILL in between loses at most
-those, and start-up reconciliation finds them at the venues. WAL mode with ``synchronous=FULL`` (``sync="full"``, the
-default): a commit is on disk when it returns, so a SIGKILL or a power cut loses nothing that was
-committed, and the file opens cleanly afterwards (SQLite replays or discards the WAL tail itself).
-That fsync, a few hundred µs to several ms on an ordinary disk, is on the event loop before every
-order. ``sync="normal"`` (``synchronous=NORMAL``): a commit is in the WAL, in the operating system's
-hands, when it returns: a SIGKILL of the bot loses nothing; a power cut or a kernel crash may lose the
-last commits before the next checkpoint, which start-up reconciliation then recovers from the venues
-(orders by our client-id prefix, fills since the cursor, balances).
+those, and start-up reconciliation finds them at the venues. WAL mode, ``sync="full"`` (the default): a commit is on disk once the write-ahead log has been
+fsynced after it, so a SIGKILL or a power cut loses nothing that was made durable, and the file opens
+cleanly afterwards (SQLite replays or discards the WAL tail itself). SQLite's ``synchronous=FULL``
+would do that fsync (a few hundred µs to several ms on an ordinary disk) inside COMMIT, holding the
+event loop for every book and order update behind it; instead the connection runs at
+``synchronous=NORMAL`` (COMMIT writes the WAL, no fsync) and the journal fsyncs the WAL file itself, in
+a thread, while the loop goes on: :meth:`Journal.durable` waits until every commit made so far is on
+disk, and the order manager awaits it before an intent leaves (write-ahead, as before), while the
+answers' group commits are fsynced in the background as soon as they are made. Off an event loop a
+commit is fsynced before the method returns. ``sync="normal"``: no fsync of ours; a commit is in the
+WAL, in the operating system's hands, when it returns: a SIGKILL of the bot loses nothing; a power
+cut or a kernel crash may lose the last commits before the next checkpoint, which start-up
+reconciliation then recovers from the venues (orders by our client-id prefix, fills since the
+cursor, balances).
 
 Tables (all times int ns UTC; prices quote currency; sizes tokens, shares at the equity venue):
 
@@ -32,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -148,8 +155,9 @@ class JournalError(RuntimeError):
 class Journal:
     """The run's journal at ``path`` (a file, or a run directory: then ``journal.sqlite`` inside it).
 
-    Every ``record_*`` method is one transaction, committed (fsynced) before it returns. Not
-    thread-safe: the live bot's single event loop owns it.
+    Every ``record_*`` method is one write: off an event loop committed and fsynced before it
+    returns; on one, committed with its group (intents at once) and fsynced in the background, which
+    :meth:`durable` waits for. Not thread-safe: the live bot's single event loop owns it.
     """
 
     def __init__(self, path: str | Path, *, redact: Sequence[str] = (), sync: str = "full"):
@@ -166,11 +174,24 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             if sync not in ("full", "normal"):
                 raise ValueError(f"journal sync must be 'full' or 'normal', got {sync!r}")
-            self.db.execute(f"PRAGMA synchronous={sync.upper()}")
+            # "full": the WAL is fsynced by us, off the event loop (see the module doc)
+            self.db.execute("PRAGMA synchronous=NORMAL")
             # a run directory on a slow disk: wait for a checkpointing reader rather than fail
             self.db.execute("PRAGMA busy_timeout=5000")
+            self._fsync = sync == "full"
+            self._wal_fd = -1
+            self._commits = 0   # commits made so far
+            self._synced = 0    # of them, on disk
+            self._sync_task: asyncio.Task[None] | None = None
+            self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (commits to cover, durable()'s future)
             self._create()
-        except sqlite3.DatabaseError as exc:
+            self.flush()  # _create's write, grouped when opened on a running loop: in the WAL now
+            if self._fsync:
+                # the WAL exists from the first write on and is reused in place after a checkpoint
+                # (SQLite truncates or deletes it only when the last connection closes)
+                self._wal_fd = os.open(f"{path}-wal", os.O_RDONLY)
+                self._sync_now()
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise JournalError(f"{path}: cannot open the journal ({exc})") from None
         self.db.row_factory = sqlite3.Row
 
@@ -215,14 +236,70 @@ class Journal:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Commit the group transaction, if one is open."""
+        """Commit the group transaction, if one is open; with ``sync="full"`` its fsync starts (on a
+        running loop in the background, see :meth:`durable`; off a loop before this returns)."""
         self._flush_soon = False
         if self._open:
             self._open = False
             self.db.execute("COMMIT")
+            self._commits += 1
+            if self._wal_fd >= 0:
+                if _loop_running():
+                    self._start_sync()
+                else:
+                    self._sync_now()
+
+    async def durable(self) -> None:
+        """Return once every commit made before the call is on disk (at once with ``sync="normal"``).
+        An fsync error is raised here: what it covered is not known to be durable."""
+        target = self._commits
+        if self._synced >= target:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, done))
+        self._start_sync()
+        await done
+
+    def _start_sync(self) -> None:
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        # one fsync covers every commit made before it started; commits made meanwhile get the next one.
+        # A waiter is released by the first fsync that covers its commits, not when the commits stop.
+        while self._synced < self._commits:
+            upto = self._commits
+            fd = os.dup(self._wal_fd)  # its own descriptor: close() may run while the thread syncs
+            try:
+                await asyncio.to_thread(os.fsync, fd)
+            except BaseException as exc:
+                waiters, self._waiters = self._waiters, []
+                for _, w in waiters:
+                    if not w.done():
+                        w.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                raise
+            finally:
+                os.close(fd)
+            self._synced = max(self._synced, upto)
+            waiting = []
+            for target, w in self._waiters:
+                if target > upto:
+                    waiting.append((target, w))
+                elif not w.done():
+                    w.set_result(None)
+            self._waiters = waiting
+
+    def _sync_now(self) -> None:
+        upto = self._commits
+        os.fsync(self._wal_fd)
+        self._synced = max(self._synced, upto)
 
     def close(self) -> None:
         self.flush()
+        if self._wal_fd >= 0:
+            self._sync_now()
+            os.close(self._wal_fd)
+            self._wal_fd = -1
         self.db.close()
 
     def __enter__(self) -> "Journal":

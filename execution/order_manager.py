@@ -376,7 +376,12 @@ class OrderManager:
                 raise ValueError(f"action kind {int(row['kind'])} is neither ACT_NEW nor ACT_CANCEL")
         if intents:
             self.journal.record_intents(intents, now)
-        return [send(order) for send, order in plan]
+        return [self._when_journalled(send, order) for send, order in plan]
+
+    async def _when_journalled(self, send: Callable[[Order], Coroutine[Any, Any, None]], order: Order) -> None:
+        # write-ahead: the intent is on disk (the journal's fsync, off the loop) before it leaves
+        await self.journal.durable()
+        await send(order)
 
     def refuse(self, actions: np.ndarray, reason: str) -> None:
         """New orders a guard would not let out: journalled and reported REJECTED to the core (so it

@@ -9,9 +9,9 @@ For each traded venue, in this order:
    prefix are someone else's: left alone and reported.
 2. **Orders an earlier run sent and never heard back about** (it died first): looked up by client
    id, their venue order ids journalled (or, not at the venue, presumed rejected).
-3. **Fills since the journal's cursor** (or since the earliest order the journal holds as live or
-   step 2 resolved, if that is earlier: it may have filled before a later order's fill moved the
-   cursor). ``fetch_my_trades(since=...)``: fills of orders in the journal that the journal does
+3. **Fills since the journal's cursor** (or since the earliest order the journal holds as live,
+   step 2 resolved, or the venue reported more fills of than the journal holds, if that is earlier:
+   it may have filled before a later order's fill moved the cursor). ``fetch_my_trades(since=...)``: fills of orders in the journal that the journal does
    not hold yet (they happened while the bot was down) are journalled once, marked not booked by
    this run's core (their effect is in the balances read next).
 4. **Orders that finished while the bot was down.** An order the journal still holds as live
@@ -118,7 +118,14 @@ async def reconcile_venue(lv: LiveVenue, journal: Journal, core: Any, *, own_ids
     live_since = journal.db.execute(
         "SELECT MIN(COALESCE(venue_created_ns, updated_ns)) FROM orders WHERE venue = ?"
         " AND state IN ('open', 'partially_filled', 'pending_cancel')", (lv.name,)).fetchone()[0]
-    since = min(found_ns + ([int(live_since) - 1_000_000_000] if live_since is not None else []), default=None)
+    # and an order the venue reported fills of that the journal does not hold all of (a reconciliation
+    # cut short after its lookups, asked again, finds no unanswered order left to start from)
+    short_since = journal.db.execute(
+        "SELECT MIN(COALESCE(o.venue_created_ns, o.updated_ns)) FROM orders o WHERE o.venue = ? AND o.filled >"
+        " COALESCE((SELECT SUM(f.qty) FROM fills f WHERE f.venue = o.venue AND f.client_id = o.client_id), 0) + 1e-9",
+        (lv.name,)).fetchone()[0]
+    starts = [int(t) - 1_000_000_000 for t in (live_since, short_since) if t is not None]
+    since = min(found_ns + starts, default=None)
     rec.fills_recovered = await _recover_fills(lv, journal, timeout_s, now, since_ns=since)
     rec.orders_closed = _close_finished(lv, journal, resting | set(own_ids), now)
 

@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 
 from execution.guards import Guards
-from execution.journal import Journal
+from execution.journal import FINAL_STATES, Journal
 from execution.live_report import Sampler
 from execution.market_data import Book, BookFeed
-from execution.order_manager import LIVE, OrderManager
+from execution.order_manager import LIVE, OrderManager, OrderState
 from execution.venue import VenueLink
 from stockbridge.core import cycle
 from stockbridge.core import order_codes as oc
@@ -87,12 +87,13 @@ class LiveRunner:
                  book_depth: int = 25, cancel_wait_s: float = 10.0,
                  on_decision: Callable[[int, np.ndarray], None] | None = None,
                  recorder: Any = None, stepped: bool = False, default_after_ns: int | None = None,
-                 recovery_rate: float = 0.4):
+                 recovery_rate: float = 0.4, exit_retry_s: float = 60.0):
         self.core, self.journal, self.venues, self.guards, self.clock = core, journal, venues, guards, clock
         self.venue_names = venue_names
         self.halted = dict(halted or {})
         self.default_after_ns, self.recovery_rate = default_after_ns, recovery_rate
         self.tick_s, self.balance_s, self.cancel_wait_s = tick_s, balance_s, cancel_wait_s
+        self.exit_retry_s = exit_retry_s
         self.sampler = Sampler(core, venue_names, sample_interval_ns, clock(), clock)
         self.om = OrderManager(core, journal, {v.id: v.link for v in venues.values()}, clock=clock,
                                call_timeout_s=call_timeout_s, unknown_grace_ns=unknown_grace_ns,
@@ -468,10 +469,47 @@ class LiveRunner:
             await self.om.poll()
         for lv in self.venues.values():
             await self._rest_reconcile(lv)
-        left = [o.client_id for o in self.om.orders.values() if not o.final]
+        await self._settle_unanswered()
+        left = [o.client_id for o in self.om.orders.values() if not o.final and not self._journal_final(o.client_id)]
         if left:
             self.notices.append(f"{len(left)} order(s) not confirmed final at exit: {', '.join(left[:5])}")
             log.error("%s", self.notices[-1])
+
+    async def _settle_unanswered(self) -> None:
+        """Creates still unanswered at exit (UNKNOWN) may have reached the venue and filled, and the
+        journal is what the run's report and the next start-up trust: such a venue is reconciled now
+        as at start-up (execution.reconcile): the orders found by client id in one batch, one still
+        resting cancelled, their fills journalled, the position compared with the venue's. Only when
+        there are such orders: a reconciliation costs a venue with a small request budget seconds."""
+        # both build on this module (LiveVenue)
+        from execution.live import until_answered
+        from execution.reconcile import reconcile_venue
+
+        for lv in self.venues.values():
+            if not any(o.venue == lv.id and o.state == OrderState.UNKNOWN for o in self.om.orders.values()):
+                continue
+            try:
+                # the calls that went unanswered may still be queued at the venue's rate limit: asked
+                # again through timeouts, as at start-up (every step is safe to repeat)
+                rec = await until_answered(lv.name, "reconciling at exit", lambda lv=lv: reconcile_venue(
+                    lv, self.journal, self.core, own_ids=set(), policy="cancel",
+                    position_tolerance=self.guards.balance.position_tolerance, timeout_s=self.om.call_timeout_s,
+                    now=self.clock()), give_up_s=self.exit_retry_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next start-up reconciles what this could not
+                log.warning("%s: reconciliation at exit failed (%s); the next start-up does it", lv.name,
+                            self.journal.scrub(str(exc)) or type(exc).__name__)
+                continue
+            log.info("%s: reconciled at exit: %d unanswered order(s) looked up, %d fill(s) journalled, %d order(s)"
+                     " still resting cancelled, %d closed", lv.name, rec.unacked_resolved, rec.fills_recovered,
+                     len(rec.leftover_cancelled), rec.orders_closed)
+            if rec.stopped:
+                self.notices.append(rec.stopped)
+
+    def _journal_final(self, client_id: str) -> bool:
+        row = self.journal.order(client_id)
+        return row is not None and row["state"] in FINAL_STATES
 
     def snapshot(self) -> dict[str, Any]:
         """What the terminal view and the metrics show, at the clock's now."""

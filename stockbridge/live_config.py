@@ -101,10 +101,11 @@ class LiveConfig(Strict):
     journal: str = Field(default="journal.sqlite", description="journal file name inside the run directory")
     journal_sync: Literal["full", "normal"] = Field(
         default="full",
-        description='"full": every journal commit is on disk (fsync) before the bot goes on, an order\'s intent '
-                    'before the order is sent; "normal": a commit is in the write-ahead log when the bot goes on '
-                    "(a crash of the bot loses nothing, a power cut may lose the last commits, which start-up "
-                    "reconciliation recovers from the venues), and no fsync delays an order")
+        description='"full": every journal commit is fsynced to disk, in a thread of its own while the event loop '
+                    "goes on, and an order's intent is on disk before the order is sent; \"normal\": no fsync, a "
+                    "commit is in the write-ahead log (a crash of the bot loses nothing, a power cut may lose the "
+                    "last commits, which start-up reconciliation recovers from the venues), and no fsync delays an "
+                    "order")
     decision_interval_ms: float | None = Field(
         default=None, ge=0,
         description="0 = decide on every book change of the quoted instrument, else a cadence in ms; "
@@ -112,7 +113,7 @@ class LiveConfig(Strict):
     sample_interval_s: float = Field(default=1.0, gt=0, description="time-series sample interval of the run's report, seconds of the run's clock")
     call_timeout_ms: float = Field(default=10_000.0, gt=0, description="a venue call with no answer after this long is abandoned and its order is unknown until looked up, ms")
     unknown_order_grace_ms: float = Field(default=3_000.0, ge=0, description="an unknown order may be declared absent only this long after its call failed, ms")
-    startup_retry_s: float = Field(default=60.0, gt=0, description="a venue that cannot answer at start-up (network, 5xx, timeouts, rate limit) is asked again for this long before the run stops with one line, s")
+    startup_retry_s: float = Field(default=60.0, gt=0, description="a venue that cannot answer at start-up (network, 5xx, timeouts, rate limit) is asked again for this long before the run stops with one line; at exit, the same for reconciling a venue where a create went unanswered, s")
     lookup_interval_ms: float = Field(default=1_000.0, gt=0, description="first retry of a lookup that could not answer (doubling up to 16x), ms")
     guards: GuardsConfig = Field(default_factory=GuardsConfig, description="risk guard thresholds (execution.guards)")
     venues: dict[str, LiveVenueConfig] = Field(default_factory=dict, description="per venue: environment variable names of its keys (sandbox = true needs none)")

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 
+import execution.journal as journal_module
 from execution.journal import FILLS_SCHEMA, Journal, JournalError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +36,27 @@ def intent(client_id: str, cid: int, action: str = "new", state: str = "pending_
             "decided_ns": 100, "state": state}
 
 
-def test_the_journal_is_in_wal_mode_with_full_sync_in_the_run_directory(tmp_path):
+def test_the_journal_is_in_wal_mode_in_the_run_directory_and_full_sync_fsyncs_the_wal_before_a_write_returns(
+        tmp_path, monkeypatch):
+    real, synced = os.fsync, []
+
+    def fsync(fd):
+        real(fd)
+        synced.append(os.fstat(fd).st_ino)
+
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
     with Journal(tmp_path) as j:
         assert j.path == tmp_path / "journal.sqlite"
         assert j.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert j.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert j.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: the fsync is the journal's own
+        wal = os.stat(f"{j.path}-wal").st_ino
+        synced.clear()
+        j.record_event("alpha", "ack", 5)  # off an event loop: committed and on disk when it returns
+        assert synced == [wal]
+    with Journal(tmp_path / "n.sqlite", sync="normal") as j:
+        synced.clear()
+        j.record_event("alpha", "ack", 5)
+        assert synced == []  # left to the operating system
 
 
 def test_a_fill_is_journalled_once_by_venue_and_trade_id_and_the_cursor_only_moves_forward(tmp_path):
