@@ -107,9 +107,9 @@ async def run(args) -> dict:
     journal.record_intents = timed_record
     durable = journal.durable
 
-    async def timed_durable():
+    async def timed_durable(upto=None):
         t = time.perf_counter_ns()
-        await durable()
+        await durable(upto)
         disk_us.append((time.perf_counter_ns() - t) / 1e3)
 
     journal.durable = timed_durable
@@ -246,7 +246,7 @@ def main() -> None:
     t.add_row("  decision -> the order manager runs", *percentiles(r["spawn"]))
     t.add_row("  order manager -> create_order (incl. journal)", *percentiles(r["send"]))
     t.add_row("  journal: the intents' commit", *percentiles(r["commit"]))
-    t.add_row("  journal: a send waiting for the fsync (off the loop)", *percentiles(r["disk"]))
+    t.add_row("  journal: a send waiting for its intents' fsync", *percentiles(r["disk"]))
     t.add_row("  trader core: book_snapshot (one book in)", *percentiles(r["snapshot"]))
     t.add_row("  trader core: step (one decision)", *percentiles(r["step"]))
     Console().print(t)

@@ -6,18 +6,17 @@ the venue's timestamp and ours (ns UTC), and committed with the answers that arr
 event loop has handled them (group commit, see ``Journal._tx``): a SIGKILL in between loses at most
 those, and start-up reconciliation finds them at the venues. WAL mode, ``sync="full"`` (the default): a commit is on disk once the write-ahead log has been
 fsynced after it, so a SIGKILL or a power cut loses nothing that was made durable, and the file opens
-cleanly afterwards (SQLite replays or discards the WAL tail itself). SQLite's ``synchronous=FULL``
-would do that fsync (a few hundred µs to several ms on an ordinary disk) inside COMMIT, holding the
-event loop for every book and order update behind it; instead the connection runs at
-``synchronous=NORMAL`` (COMMIT writes the WAL, no fsync) and the journal fsyncs the WAL file itself, in
-a thread, while the loop goes on: :meth:`Journal.durable` waits until every commit made so far is on
-disk, and the order manager awaits it before an intent leaves (write-ahead, as before), while the
-answers' group commits are fsynced in the background as soon as they are made. Off an event loop a
-commit is fsynced before the method returns. ``sync="normal"``: no fsync of ours; a commit is in the
-WAL, in the operating system's hands, when it returns: a SIGKILL of the bot loses nothing; a power
-cut or a kernel crash may lose the last commits before the next checkpoint, which start-up
-reconciliation then recovers from the venues (orders by our client-id prefix, fills since the
-cursor, balances).
+cleanly afterwards (SQLite replays or discards the WAL tail itself). The connection runs at
+``synchronous=NORMAL`` (COMMIT writes the WAL, no fsync) and the journal fsyncs the WAL file itself:
+the intents' commit before :meth:`Journal.record_intents` returns (write-ahead: an order waits for
+it, a few hundred µs on an ordinary disk), the answers' group commits in a thread while the event
+loop goes on (SQLite's own ``synchronous=FULL`` fsync inside every COMMIT had held the loop for 43 %
+of the bot's busy time); :meth:`Journal.durable` waits until every commit so far is on disk. Off an
+event loop every commit is fsynced before the method returns. ``sync="normal"``: no fsync of ours; a
+commit is in the WAL, in the operating system's hands, when it returns: a SIGKILL of the bot loses
+nothing; a power cut or a kernel crash may lose the last commits before the next checkpoint, which
+start-up reconciliation then recovers from the venues (orders by our client-id prefix, fills since
+the cursor, balances).
 
 Tables (all times int ns UTC; prices quote currency; sizes tokens, shares at the equity venue):
 
@@ -156,8 +155,8 @@ class Journal:
     """The run's journal at ``path`` (a file, or a run directory: then ``journal.sqlite`` inside it).
 
     Every ``record_*`` method is one write: off an event loop committed and fsynced before it
-    returns; on one, committed with its group (intents at once) and fsynced in the background, which
-    :meth:`durable` waits for. Not thread-safe: the live bot's single event loop owns it.
+    returns; on one, the intents likewise, the rest committed with its group and fsynced in the
+    background, which :meth:`durable` waits for. Not thread-safe: the live bot's single event loop owns it.
     """
 
     def __init__(self, path: str | Path, *, redact: Sequence[str] = (), sync: str = "full"):
@@ -226,33 +225,42 @@ class Journal:
             self.db.execute("ROLLBACK TO write")
             self.db.execute("RELEASE write")
             if not group:
-                self.flush()
+                self.flush(now=True)
             raise
         self.db.execute("RELEASE write")
         if not group:
-            self.flush()
+            self.flush(now=True)
         elif not self._flush_soon:
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self.flush)
 
-    def flush(self) -> None:
-        """Commit the group transaction, if one is open; with ``sync="full"`` its fsync starts (on a
-        running loop in the background, see :meth:`durable`; off a loop before this returns)."""
+    def flush(self, *, now: bool = False) -> None:
+        """Commit the group transaction, if one is open. With ``sync="full"`` the WAL's fsync follows:
+        before this returns if ``now`` or off an event loop (the intents: an order waits for it
+        anyway, and a thread's fsync hands back only when the loop's thread lets go of the GIL, up
+        to its 5 ms switch interval later), else in a thread while the loop goes on (the answers'
+        group commits, which nothing waits for)."""
         self._flush_soon = False
         if self._open:
             self._open = False
             self.db.execute("COMMIT")
             self._commits += 1
             if self._wal_fd >= 0:
-                if _loop_running():
-                    self._start_sync()
-                else:
+                if now or not _loop_running():
                     self._sync_now()
+                else:
+                    self._start_sync()
 
-    async def durable(self) -> None:
-        """Return once every commit made before the call is on disk (at once with ``sync="normal"``).
-        An fsync error is raised here: what it covered is not known to be durable."""
-        target = self._commits
+    @property
+    def commits(self) -> int:
+        """Commits made so far (a count for :meth:`durable`)."""
+        return self._commits
+
+    async def durable(self, upto: int | None = None) -> None:
+        """Return once the first ``upto`` commits (default: every commit made before the call) are on
+        disk; at once with ``sync="normal"``. An fsync error is raised here: what it covered is not
+        known to be durable."""
+        target = self._commits if upto is None else upto
         if self._synced >= target:
             return
         done = asyncio.get_running_loop().create_future()
@@ -280,19 +288,23 @@ class Journal:
                 raise
             finally:
                 os.close(fd)
-            self._synced = max(self._synced, upto)
-            waiting = []
-            for target, w in self._waiters:
-                if target > upto:
-                    waiting.append((target, w))
-                elif not w.done():
-                    w.set_result(None)
-            self._waiters = waiting
+            self._synced_upto(upto)
 
     def _sync_now(self) -> None:
         upto = self._commits
         os.fsync(self._wal_fd)
+        self._synced_upto(upto)
+
+    def _synced_upto(self, upto: int) -> None:
+        """Commits up to ``upto`` are on disk: the durable() calls waiting for them return."""
         self._synced = max(self._synced, upto)
+        waiting = []
+        for target, w in self._waiters:
+            if target > self._synced:
+                waiting.append((target, w))
+            elif not w.done():
+                w.set_result(None)
+        self._waiters = waiting
 
     def close(self) -> None:
         self.flush()

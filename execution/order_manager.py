@@ -376,11 +376,14 @@ class OrderManager:
                 raise ValueError(f"action kind {int(row['kind'])} is neither ACT_NEW nor ACT_CANCEL")
         if intents:
             self.journal.record_intents(intents, now)
-        return [self._when_journalled(send, order) for send, order in plan]
+        upto = self.journal.commits
+        return [self._when_journalled(send, order, upto) for send, order in plan]
 
-    async def _when_journalled(self, send: Callable[[Order], Coroutine[Any, Any, None]], order: Order) -> None:
-        # write-ahead: the intent is on disk (the journal's fsync, off the loop) before it leaves
-        await self.journal.durable()
+    async def _when_journalled(self, send: Callable[[Order], Coroutine[Any, Any, None]], order: Order,
+                               upto: int) -> None:
+        # write-ahead: the intent is on disk before it leaves (record_intents fsyncs; durable() checks);
+        # not waiting for the answers committed since, whose fsync runs in the background
+        await self.journal.durable(upto)
         await send(order)
 
     def refuse(self, actions: np.ndarray, reason: str) -> None:

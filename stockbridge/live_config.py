@@ -101,8 +101,8 @@ class LiveConfig(Strict):
     journal: str = Field(default="journal.sqlite", description="journal file name inside the run directory")
     journal_sync: Literal["full", "normal"] = Field(
         default="full",
-        description='"full": every journal commit is fsynced to disk, in a thread of its own while the event loop '
-                    "goes on, and an order's intent is on disk before the order is sent; \"normal\": no fsync, a "
+        description='"full": every journal commit is fsynced to disk, an order\'s intent before the order is sent, '
+                    "the rest in a thread while the event loop goes on; \"normal\": no fsync, a "
                     "commit is in the write-ahead log (a crash of the bot loses nothing, a power cut may lose the "
                     "last commits, which start-up reconciliation recovers from the venues), and no fsync delays an "
                     "order")

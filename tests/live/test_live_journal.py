@@ -3,6 +3,7 @@ reads, the fill log in the backtest's columns, and a SIGKILL in the middle of wr
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import signal
@@ -10,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -57,6 +59,28 @@ def test_the_journal_is_in_wal_mode_in_the_run_directory_and_full_sync_fsyncs_th
         synced.clear()
         j.record_event("alpha", "ack", 5)
         assert synced == []  # left to the operating system
+
+
+async def test_on_an_event_loop_an_answers_fsync_runs_in_a_thread_and_durable_waits_for_it(tmp_path, monkeypatch):
+    real, gate, synced = os.fsync, threading.Event(), []
+
+    def slow_disk(fd):  # the journal's thread: the loop must not wait for it
+        assert gate.wait(5), "the event loop was held while the WAL was being fsynced"
+        real(fd)
+        synced.append(fd)
+
+    with Journal(tmp_path) as j:
+        monkeypatch.setattr(journal_module.os, "fsync", slow_disk)
+        j.record_event("alpha", "ack", 5)  # grouped: committed once the loop has run what is ready ...
+        j.flush()  # ... which is now
+        waiting = asyncio.ensure_future(j.durable())
+        await asyncio.sleep(0.05)  # the disk is slow: the loop goes on meanwhile
+        assert not waiting.done() and synced == []
+        assert j.events()[-1]["kind"] == "ack"  # committed, its fsync under way
+        gate.set()
+        await asyncio.wait_for(waiting, 5)
+        assert len(synced) >= 1
+        monkeypatch.setattr(journal_module.os, "fsync", real)
 
 
 def test_a_fill_is_journalled_once_by_venue_and_trade_id_and_the_cursor_only_moves_forward(tmp_path):
