@@ -306,7 +306,7 @@ async def build_session(cfg: StockbridgeConfig, config_path: str, run_dir: Path,
                         lookup_interval_ns=int(lc.lookup_interval_ms * 1e6), book_depth=depth,
                         on_decision=on_decision, recorder=recorder,
                         default_after_ns=None if lc.guards.default_after_ms is None else int(lc.guards.default_after_ms * 1e6),
-                        recovery_rate=lc.guards.recovery_rate, exit_retry_s=lc.startup_retry_s)
+                        recovery_rate=lc.guards.recovery_rate)
     for name in plan.traded:
         if live_adapter_kind(cfg.venues[name]) == "alpaca":
             # regular vs extended hours per order from our session calendar: no round trip to the broker's clock

@@ -87,13 +87,12 @@ class LiveRunner:
                  book_depth: int = 25, cancel_wait_s: float = 10.0,
                  on_decision: Callable[[int, np.ndarray], None] | None = None,
                  recorder: Any = None, stepped: bool = False, default_after_ns: int | None = None,
-                 recovery_rate: float = 0.4, exit_retry_s: float = 60.0):
+                 recovery_rate: float = 0.4):
         self.core, self.journal, self.venues, self.guards, self.clock = core, journal, venues, guards, clock
         self.venue_names = venue_names
         self.halted = dict(halted or {})
         self.default_after_ns, self.recovery_rate = default_after_ns, recovery_rate
         self.tick_s, self.balance_s, self.cancel_wait_s = tick_s, balance_s, cancel_wait_s
-        self.exit_retry_s = exit_retry_s
         self.sampler = Sampler(core, venue_names, sample_interval_ns, clock(), clock)
         self.om = OrderManager(core, journal, {v.id: v.link for v in venues.values()}, clock=clock,
                                call_timeout_s=call_timeout_s, unknown_grace_ns=unknown_grace_ns,
@@ -486,15 +485,18 @@ class LiveRunner:
         from execution.reconcile import reconcile_venue
 
         for lv in self.venues.values():
-            if not any(o.venue == lv.id and o.state == OrderState.UNKNOWN for o in self.om.orders.values()):
-                continue
+            if lv.defaulted or not any(o.venue == lv.id and o.state == OrderState.UNKNOWN
+                                       for o in self.om.orders.values()):
+                continue  # a defaulted venue's balance is a claim: nothing there to reconcile now
             try:
                 # the calls that went unanswered may still be queued at the venue's rate limit: asked
-                # again through timeouts, as at start-up (every step is safe to repeat)
-                rec = await until_answered(lv.name, "reconciling at exit", lambda lv=lv: reconcile_venue(
-                    lv, self.journal, self.core, own_ids=set(), policy="cancel",
-                    position_tolerance=self.guards.balance.position_tolerance, timeout_s=self.om.call_timeout_s,
-                    now=self.clock()), give_up_s=self.exit_retry_s)
+                # again through timeouts, as at start-up (every step is safe to repeat), for as long
+                # as the exit waits for cancels
+                async with asyncio.timeout(self.cancel_wait_s):
+                    rec = await until_answered(lv.name, "reconciling at exit", lambda lv=lv: reconcile_venue(
+                        lv, self.journal, self.core, own_ids=set(), policy="cancel",
+                        position_tolerance=self.guards.balance.position_tolerance, timeout_s=self.om.call_timeout_s,
+                        now=self.clock()), give_up_s=self.cancel_wait_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the next start-up reconciles what this could not

@@ -113,7 +113,7 @@ class LiveConfig(Strict):
     sample_interval_s: float = Field(default=1.0, gt=0, description="time-series sample interval of the run's report, seconds of the run's clock")
     call_timeout_ms: float = Field(default=10_000.0, gt=0, description="a venue call with no answer after this long is abandoned and its order is unknown until looked up, ms")
     unknown_order_grace_ms: float = Field(default=3_000.0, ge=0, description="an unknown order may be declared absent only this long after its call failed, ms")
-    startup_retry_s: float = Field(default=60.0, gt=0, description="a venue that cannot answer at start-up (network, 5xx, timeouts, rate limit) is asked again for this long before the run stops with one line; at exit, the same for reconciling a venue where a create went unanswered, s")
+    startup_retry_s: float = Field(default=60.0, gt=0, description="a venue that cannot answer at start-up (network, 5xx, timeouts, rate limit) is asked again for this long before the run stops with one line, s")
     lookup_interval_ms: float = Field(default=1_000.0, gt=0, description="first retry of a lookup that could not answer (doubling up to 16x), ms")
     guards: GuardsConfig = Field(default_factory=GuardsConfig, description="risk guard thresholds (execution.guards)")
     venues: dict[str, LiveVenueConfig] = Field(default_factory=dict, description="per venue: environment variable names of its keys (sandbox = true needs none)")
