@@ -4,8 +4,8 @@ Write-ahead: every intent (an action from the trader core) is committed before i
 answer (ack, order update, fill, cancel, reject, balance snapshot) is written when it arrives, with
 the venue's timestamp and ours (ns UTC), and committed with the answers that arrived with it once the
 event loop has handled them (group commit, see ``Journal._tx``): a SIGKILL in between loses at most
-those, and start-up reconciliation finds them at the venues. WAL mode, ``sync="full"`` (the default): a commit is on disk once the write-ahead log has been
-fsynced after it, so a SIGKILL or a power cut loses nothing that was made durable, and the file opens
+those, and start-up reconciliation finds them at the venues. WAL mode, ``sync="full"`` (the
+default): a commit is on disk once the write-ahead log has been fsynced after it, so a SIGKILL or a power cut loses nothing that was made durable, and the file opens
 cleanly afterwards (SQLite replays or discards the WAL tail itself). The connection runs at
 ``synchronous=NORMAL`` (COMMIT writes the WAL, no fsync) and the journal fsyncs the WAL file itself:
 the intents' commit before :meth:`Journal.record_intents` returns (write-ahead: an order waits for
@@ -173,7 +173,7 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             if sync not in ("full", "normal"):
                 raise ValueError(f"journal sync must be 'full' or 'normal', got {sync!r}")
-            # "full": the WAL is fsynced by us, off the event loop (see the module doc)
+            # "full": the journal fsyncs the WAL itself, the answers' off the event loop (module doc)
             self.db.execute("PRAGMA synchronous=NORMAL")
             # a run directory on a slow disk: wait for a checkpointing reader rather than fail
             self.db.execute("PRAGMA busy_timeout=5000")
