@@ -2,9 +2,9 @@
 
 Partitions are UTC days, so the merge goes one day at a time: every stream's partition for that day
 is loaded (and nothing else), the day's streams (each already in ``local_ts`` order) are merged by
-``local_ts`` and handed out in chunks. A stream's next partition starts at a later day, so everything before the end of the day is
-final: the watermark is the day boundary. Peak memory is one day of all selected streams, however
-long the replay.
+``local_ts`` and handed out chunk by chunk as the merge goes. A stream's next partition starts at a
+later day, so everything before the end of the day is final: the watermark is the day boundary.
+Peak memory is one day of all selected streams as decoded plus a chunk, however long the replay.
 
 Ties in ``local_ts`` break by venue id, then instrument id, then the stream's own row order, so the
 sequence is the same on every run and for every ``chunk_size``.
@@ -25,8 +25,8 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from data.schema import COLUMNS, EVENT_DTYPE, POLARS_SCHEMA, to_numpy
-from data.store import NS_PER_DAY, list_partitions, part_files, partition_dir, raise_unreadable, read_partition, require_store
+from data.schema import COLUMNS, EVENT_DTYPE, to_numpy
+from data.store import NS_PER_DAY, list_partitions, part_files, partition_dir, raise_unreadable, read_partition, read_partition_parts, require_store
 from stockbridge.errors import DataError
 
 
@@ -150,64 +150,103 @@ def read_merged(
     if offsets:
         yield from _read_shifted(root, selected, offsets, start_ns, end_ns, chunk_size)
         return
+    lo = start_ns if start_ns is not None else np.iinfo(np.int64).min
+    hi = end_ns if end_ns is not None else np.iinfo(np.int64).max
     for date, group in groupby(selected, key=lambda p: p[0]):
-        frames = [read_partition(root, v, i, date, vid, iid) for _, vid, iid, v, i in group]
-        if start_ns is not None or end_ns is not None:
-            lo = start_ns if start_ns is not None else np.iinfo(np.int64).min
-            hi = end_ns if end_ns is not None else np.iinfo(np.int64).max
-            frames = [f.filter((pl.col("local_ts") >= lo) & (pl.col("local_ts") < hi)) for f in frames]
-        # Frames are in (venue id, instrument id) order and each in local_ts order (read_partition):
-        # merging them, ties to the earlier frame, is the stable sort of their concatenation (local_ts
-        # ties break by venue, then instrument, then each stream's own order) without sorting.
-        events = _merged(frames)
-        del frames
-        for at in range(0, len(events), chunk_size):
-            yield events[at : at + chunk_size]
+        # Partitions in (venue id, instrument id) order, parts in part order, each in local_ts order:
+        # merging these runs, ties to the earlier run, is the stable sort of their concatenation
+        # (local_ts ties break by venue, then instrument, then part and row order) without sorting.
+        runs = [(run, vid, iid) for _, vid, iid, v, i in group for run in _runs(read_partition_parts(root, v, i, date), lo, hi)]
+        yield from _merged_chunks(runs, chunk_size)
+        del runs
 
 
-def _merged(frames: list[pl.DataFrame]) -> np.ndarray:
-    """The rows of ``frames`` (each in local_ts order) as one EVENT_DTYPE array in local_ts order, ties
-    to the earlier frame: the stable sort of their concatenation, made by merging in one compiled pass
-    that also writes the event rows (instead of a sort, then a column-by-column conversion: measured
-    ~80 ns a row against ~15)."""
-    if not frames:
-        return to_numpy(pl.DataFrame(schema=POLARS_SCHEMA))
-    starts = np.cumsum([0] + [f.height for f in frames], dtype=np.int64)
-    # one contiguous, writeable array per column (so one compiled signature however many frames)
-    cols = [np.concatenate([f.get_column(name).to_numpy() for f in frames]) for name in COLUMNS]
-    out = np.empty(int(starts[-1]), dtype=EVENT_DTYPE)
-    _merge_into(out, starts, *cols)
-    return out
+MAX_RUNS_PER_PARTITION = 16
 
 
-@njit(cache=True)
-def _merge_into(out, starts, kind, side, venue, instrument, flags, exch_ts, local_ts, price, size, id_):
-    """Rows of the sorted runs ``starts[k]:starts[k + 1]`` of the columns into ``out`` in local_ts
-    order, ties to the lower k."""
-    runs = starts.shape[0] - 1
-    pos = starts[:runs].copy()
+def _runs(parts: list[pl.DataFrame], lo: int, hi: int) -> list[pl.DataFrame]:
+    """A partition's parts (each in local_ts order) cut to lo <= local_ts < hi, consecutive parts that
+    follow on in time joined into one run (a recorder's many small parts are one run); more than
+    ``MAX_RUNS_PER_PARTITION`` interleaved runs are sorted into one, as the merge looks at every run
+    for every row."""
+    runs: list[list[pl.DataFrame]] = []
+    for part in parts:
+        ts = part.get_column("local_ts")
+        a = int(ts.search_sorted(lo, side="left"))
+        part = part.slice(a, int(ts.search_sorted(hi, side="left")) - a)
+        if not part.height:
+            continue
+        if runs and runs[-1][-1].get_column("local_ts")[-1] <= part.get_column("local_ts")[0]:
+            runs[-1].append(part)
+        else:
+            runs.append([part])
+    joined = [r[0] if len(r) == 1 else pl.concat(r, how="vertical") for r in runs]
+    if len(joined) > MAX_RUNS_PER_PARTITION:
+        return [pl.concat(joined, how="vertical").sort("local_ts", maintain_order=True)]
+    return joined
+
+
+_RUN_COLUMNS = tuple(c for c in COLUMNS if c not in ("venue", "instrument"))
+
+
+def _merged_chunks(runs: list[tuple[pl.DataFrame, int, int]], chunk_size: int) -> Iterator[np.ndarray]:
+    """The rows of the ``(frame, venue id, instrument id)`` runs (each frame in local_ts order) as
+    EVENT_DTYPE chunks of ``chunk_size`` rows (the last shorter) in local_ts order, ties to the
+    earlier run: the stable sort of their concatenation, made by merging in one compiled pass that
+    also writes the event rows (instead of a sort, then a column-by-column conversion: measured ~80
+    ns a row against ~15). The columns are read where polars decoded them (a copy into one array per
+    column had cost ~20 ns a row), and a chunk is handed out as soon as it is merged, so a
+    prefetching caller replays it while the next is made."""
+    runs = [r for r in runs if r[0].height]
+    if not runs:
+        return
+    # one tuple of k arrays per column: compiled once per number of runs, whatever the frames
+    cols = [tuple(_column(f, name) for f, _, _ in runs) for name in _RUN_COLUMNS]
+    ids = np.array([[vid, iid] for _, vid, iid in runs], dtype=np.uint16)
+    pos = np.zeros(len(runs), dtype=np.int64)
+    total = sum(f.height for f, _, _ in runs)
+    for at in range(0, total, chunk_size):
+        out = np.empty(min(chunk_size, total - at), dtype=EVENT_DTYPE)
+        _merge_into(out, pos, ids, *cols)
+        yield out
+
+
+def _column(frame: pl.DataFrame, name: str) -> np.ndarray:
+    """A column as a contiguous read-only array (polars' own buffer when it is one chunk), so every
+    run's array has one numba type."""
+    a = np.ascontiguousarray(frame.get_column(name).to_numpy())
+    a.flags.writeable = False
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _merge_into(out, pos, ids, kind, side, flags, exch_ts, local_ts, price, size, id_):
+    """The next ``len(out)`` rows of runs k = 0.. (column ``c``'s rows of run k are ``c[k]``, each
+    run in local_ts order) into ``out`` in local_ts order, ties to the lower k; ``pos[k]`` is run
+    k's next row (advanced here), ``ids[k]`` its (venue id, instrument id)."""
+    runs = len(local_ts)
     for m in range(out.shape[0]):
         best = -1
         best_t = 0
         for k in range(runs):
-            if pos[k] < starts[k + 1]:
-                t = local_ts[pos[k]]
+            if pos[k] < local_ts[k].shape[0]:
+                t = local_ts[k][pos[k]]
                 if best < 0 or t < best_t:
                     best = k
                     best_t = t
         j = pos[best]
         pos[best] = j + 1
         r = out[m]
-        r.kind = kind[j]
-        r.side = side[j]
-        r.venue = venue[j]
-        r.instrument = instrument[j]
-        r.flags = flags[j]
-        r.exch_ts = exch_ts[j]
-        r.local_ts = local_ts[j]
-        r.price = price[j]
-        r.size = size[j]
-        r.id = id_[j]
+        r.kind = kind[best][j]
+        r.side = side[best][j]
+        r.venue = ids[best, 0]
+        r.instrument = ids[best, 1]
+        r.flags = flags[best][j]
+        r.exch_ts = exch_ts[best][j]
+        r.local_ts = local_ts[best][j]
+        r.price = price[best][j]
+        r.size = size[best][j]
+        r.id = id_[best][j]
 
 
 def _read_shifted(root, selected, offsets: dict[str, int], start_ns, end_ns, chunk_size: int) -> Iterator[np.ndarray]:

@@ -36,6 +36,10 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 BARS_DIR = "bars"
 FILE_COLUMNS = tuple(c for c in POLARS_SCHEMA.names() if c not in ("venue", "instrument"))
 FILE_SCHEMA = pl.Schema({c: POLARS_SCHEMA[c] for c in FILE_COLUMNS})
+# Part files are written with LZ4: the replay decodes every row of every day it reads, and LZ4 decodes
+# in under half zstd's CPU time (the 4-venue bench store: 0.41 s against 0.93 s for 11.1 M rows) for
+# 1.7x the bytes on disk (240 MB against 140 MB). Files of either codec read alike.
+PART_COMPRESSION = "lz4"
 
 STAGING_PREFIX = ".staging-"
 _PART = re.compile(r"^part-(\d{5,})\.parquet$")
@@ -128,7 +132,7 @@ def _write_new_part(directory: Path, frame: pl.DataFrame) -> Path:
             n += 1
             continue
         with fh:
-            frame.write_parquet(fh, compression="zstd", statistics=True)
+            frame.write_parquet(fh, compression=PART_COMPRESSION, statistics=True)
         return path
 
 
@@ -190,6 +194,16 @@ def list_partitions(root: str | Path) -> list[tuple[str, str, str]]:
     return sorted(out)
 
 
+def read_partition_parts(root: str | Path, venue: str, instrument: str, date: str) -> list[pl.DataFrame]:
+    """The part files of one partition, in part order, each a frame of the file columns sorted by
+    ``local_ts`` (stably: a part written outside this module that is not in order is sorted here)."""
+    out = []
+    for f in part_files(partition_dir(root, venue, instrument, date)):
+        frame = read_parquet_file(f, FILE_COLUMNS)
+        out.append(frame if frame.get_column("local_ts").is_sorted() else frame.sort("local_ts", maintain_order=True))
+    return out
+
+
 def read_partition(
     root: str | Path, venue: str, instrument: str, date: str, venue_id: int = 0, instrument_id: int = 0
 ) -> pl.DataFrame:
@@ -197,11 +211,11 @@ def read_partition(
 
     ``venue_id``/``instrument_id`` fill the id columns (the files do not store them).
     """
-    files = part_files(partition_dir(root, venue, instrument, date))
-    if not files:
+    parts = read_partition_parts(root, venue, instrument, date)
+    if not parts:
         return pl.DataFrame(schema=POLARS_SCHEMA)
-    frame = pl.concat([read_parquet_file(f, FILE_COLUMNS) for f in files], how="vertical")
-    if len(files) > 1:
+    frame = pl.concat(parts, how="vertical")
+    if len(parts) > 1:
         frame = frame.sort("local_ts", maintain_order=True)
     return frame.with_columns(
         pl.lit(venue_id, dtype=pl.UInt16).alias("venue"), pl.lit(instrument_id, dtype=pl.UInt16).alias("instrument")
@@ -307,7 +321,7 @@ class StagedStore:
         for f in part_files(final):
             kept = read_parquet_file(f, FILE_COLUMNS).filter(~pl.col("kind").is_in(sorted(replace)))
             if kept.height:
-                kept.write_parquet(built / f"part-{n:05d}.parquet", compression="zstd", statistics=True)
+                kept.write_parquet(built / f"part-{n:05d}.parquet", compression=PART_COMPRESSION, statistics=True)
                 n += 1
         for f in part_files(staged):
             os.rename(f, built / f"part-{n:05d}.parquet")

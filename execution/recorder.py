@@ -69,7 +69,7 @@ from data.schema import (
     KIND_TRADE,
     to_polars,
 )
-from data.store import FILE_COLUMNS, NS_PER_DAY, part_files, partition_dir
+from data.store import FILE_COLUMNS, NS_PER_DAY, PART_COMPRESSION, part_files, partition_dir
 
 log = logging.getLogger("stockbridge.live")
 MS = 1_000_000
@@ -350,7 +350,7 @@ class Recorder:
         n = self._next_part[directory]
         tmp = directory / f"{TMP_PREFIX}{n:05d}-{os.getpid()}.parquet"
         with open(tmp, "wb") as fh:
-            frame.write_parquet(fh, compression="zstd", statistics=True)
+            frame.write_parquet(fh, compression=PART_COMPRESSION, statistics=True)
             fh.flush()
             os.fsync(fh.fileno())
         try:

@@ -145,13 +145,13 @@ def test_time_range_and_venue_filter(tmp_path):
 def test_reader_loads_one_day_at_a_time(tmp_path, monkeypatch):
     build_dataset(tmp_path)
     loaded: list[str] = []
-    real = reader.read_partition
+    real = reader.read_partition_parts
 
-    def spy(root, venue, instrument, date, *ids):
+    def spy(root, venue, instrument, date):
         loaded.append(date)
-        return real(root, venue, instrument, date, *ids)
+        return real(root, venue, instrument, date)
 
-    monkeypatch.setattr(reader, "read_partition", spy)
+    monkeypatch.setattr(reader, "read_partition_parts", spy)
     it = read_merged(tmp_path, VENUES, INSTRUMENTS, chunk_size=2)
     first = next(it)
     assert loaded == ["2025-07-07"] * 3 and len(first) == 2
@@ -192,3 +192,35 @@ def test_merge_matches_a_stable_sort(rows, chunk):
         want = allev[np.lexsort((allev["venue"], allev["local_ts"]))]
         got = np.concatenate(list(read_merged(root, VENUES, INSTRUMENTS, chunk_size=chunk)))
         assert np.array_equal(got, want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 40), min_size=1, max_size=12), min_size=1, max_size=24),
+    st.sampled_from(list(VENUES)),
+    st.integers(1, 9),
+)
+def test_parts_of_a_partition_merge_as_a_stable_sort(parts, venue, chunk):
+    """A partition written in several parts (interleaved in time, following on, or more than the merge
+    takes as separate runs) reads as the parts concatenated in part order, then stably sorted, beside
+    another venue's stream."""
+    with tempfile.TemporaryDirectory() as root:
+        base = DAY * NS_PER_DAY
+        written = []
+        for k, secs in enumerate(parts):
+            ev = events(base + np.array(secs, dtype=np.int64) * 1_000_000_000, price=1000.0 * k + np.arange(len(secs)))
+            write_events(root, venue, "AAPLx", ev)
+            written.append(ev[np.argsort(ev["local_ts"], kind="stable")])
+        other = next(v for v in VENUES if v != venue)
+        mine = np.concatenate(written)
+        mine = mine[np.argsort(mine["local_ts"], kind="stable")]
+        theirs = events(base + np.arange(0, 41, 5, dtype=np.int64) * 1_000_000_000, price=-1.0 - np.arange(9))
+        write_events(root, other, "AAPLx", theirs)
+        mine["venue"], theirs["venue"] = VENUES[venue], VENUES[other]
+        both = np.concatenate([mine, theirs] if VENUES[venue] < VENUES[other] else [theirs, mine])
+        want = both[np.argsort(both["local_ts"], kind="stable")]
+        got = np.concatenate(list(read_merged(root, VENUES, INSTRUMENTS, chunk_size=chunk)))
+        assert np.array_equal(got, want)
+        lo, hi = base + 10 * 1_000_000_000, base + 30 * 1_000_000_000
+        cut = np.concatenate(list(read_merged(root, VENUES, INSTRUMENTS, start_ns=lo, end_ns=hi, chunk_size=chunk)))
+        assert np.array_equal(cut, want[(want["local_ts"] >= lo) & (want["local_ts"] < hi)])
