@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree, not whichever one is installed
 CONFIG = ROOT / "configs" / "demo.toml"
 EVENTS_PER_DAY_250MS = 1_250_000  # measured: 6.26 M events in 5 days at 250 ms
 
