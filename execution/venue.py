@@ -126,11 +126,13 @@ class VenueLink:
 
 
 def is_definite_refusal(exc: BaseException) -> bool:
-    """True if ``exc`` is the venue's own "no" (the request reached it and was refused), or its
+    """True if ``exc`` is the venue's own "no" (the request reached it and was refused), its
     rate-limit error (venues refuse for rate before matching; execution.backoff raises it for a call
-    it did not send); False when we cannot know whether it reached the venue (other network errors,
-    timeouts, anything not ccxt's)."""
-    return isinstance(exc, (ccxt.ExchangeError, ccxt.RateLimitExceeded))
+    it did not send), or its nonce or timestamp refusal (``InvalidNonce``: Kraken's ``EAPI:Invalid
+    nonce``, Bybit's recv-window 10002; the signature check turns the request away before it is
+    carried out, though ccxt files the error under NetworkError); False when we cannot know whether
+    it reached the venue (other network errors, timeouts, anything not ccxt's)."""
+    return isinstance(exc, (ccxt.ExchangeError, ccxt.RateLimitExceeded, ccxt.InvalidNonce))
 
 
 def ms_to_ns(ms: float | int | None) -> int | None:

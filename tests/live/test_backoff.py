@@ -115,8 +115,9 @@ async def test_other_errors_streams_and_attributes_pass_through():
     assert await ad.watch_orders() == []  # a stream is not a request: never held
 
 
-def test_a_rate_limit_refusal_is_a_definite_no_and_other_network_errors_are_not():
+def test_a_rate_limit_or_nonce_refusal_is_a_definite_no_and_other_network_errors_are_not():
     assert is_definite_refusal(ccxt.RateLimitExceeded("429"))
     assert is_definite_refusal(HeldBack("not sent"))
+    assert is_definite_refusal(ccxt.InvalidNonce('kraken {"error": ["EAPI:Invalid nonce"]}'))
     assert not is_definite_refusal(ccxt.RequestTimeout("?"))
     assert not is_definite_refusal(ccxt.DDoSProtection("?"))

@@ -12,6 +12,7 @@ import pytest
 from sandbox.sandbox_helpers import step_until, subscribed, within
 
 from execution.sandbox.clients import ccxt_exchange
+from execution.venue import is_definite_refusal, mentions_client_id
 
 SYMBOL = "AAPLX/USD"
 MID = "AAPLxUSD"
@@ -206,6 +207,16 @@ async def test_errors_are_krakens_own(kraken, sb_cfg):
             await within(5, ex.fetch_balance())
         finally:
             del ex.incrementing_nonce
+    # an order sent with a nonce that does not grow is refused before it is placed: a definite no,
+    # which the order manager takes as a rejection (not an unknown order to look up)
+    ex.incrementing_nonce = lambda: 1  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ccxt.InvalidNonce) as refused:
+            await within(5, ex.create_order(SYMBOL, "limit", "buy", 1.0, bid - 1, {"clientOrderId": "sbnonce00000001"}))
+    finally:
+        del ex.incrementing_nonce
+    assert is_definite_refusal(refused.value)
+    assert not [o for o in await within(5, ex.fetch_open_orders(SYMBOL)) if mentions_client_id(o, "sbnonce00000001")]
     bad = ccxt_exchange(sb_cfg.venues["kraken"], sv, timeout=3000)
     try:
         bad.apiKey = "not-a-key"
