@@ -25,8 +25,8 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from data.schema import COLUMNS, EVENT_DTYPE, to_numpy
-from data.store import NS_PER_DAY, list_partitions, part_files, partition_dir, raise_unreadable, read_partition, read_partition_parts, require_store
+from data.schema import COLUMNS, EVENT_DTYPE
+from data.store import NS_PER_DAY, list_partitions, part_files, partition_dir, raise_unreadable, read_partition_parts, require_store
 from stockbridge.errors import DataError
 
 
@@ -147,18 +147,38 @@ def read_merged(
         raise ValueError("chunk_size must be at least 1")
     offsets = {v: _offset_ns(ms) for v, ms in (clock_offset_ms or {}).items() if _offset_ns(ms)}
     selected = _selected_partitions(root, venue_ids, instrument_ids, venues, start_ns, end_ns, offsets)
-    if offsets:
-        yield from _read_shifted(root, selected, offsets, start_ns, end_ns, chunk_size)
-        return
     lo = start_ns if start_ns is not None else np.iinfo(np.int64).min
     hi = end_ns if end_ns is not None else np.iinfo(np.int64).max
-    for date, group in groupby(selected, key=lambda p: p[0]):
-        # Partitions in (venue id, instrument id) order, parts in part order, each in local_ts order:
+    lowest = min(0, min(offsets.values(), default=0))
+    days = [(date, list(group)) for date, group in groupby(selected, key=lambda p: p[0])]
+    held: list[tuple[pl.DataFrame, int, int]] = []
+    for k, (date, group) in enumerate(days):
+        # Partitions come in (venue id, instrument id) order, parts in part order, each in local_ts
+        # order, and a stream's rows held back from earlier days before its rows of this one:
         # merging these runs, ties to the earlier run, is the stable sort of their concatenation
-        # (local_ts ties break by venue, then instrument, then part and row order) without sorting.
-        runs = [(run, vid, iid) for _, vid, iid, v, i in group for run in _runs(read_partition_parts(root, v, i, date), lo, hi)]
-        yield from _merged_chunks(runs, chunk_size)
-        del runs
+        # (local_ts ties break by venue, then instrument, then day, part and row order).
+        runs = [(run, vid, iid, 0) for run, vid, iid in held]
+        for _, vid, iid, v, i in group:
+            parts = read_partition_parts(root, v, i, date)
+            if offsets.get(v):
+                parts = [p.with_columns(pl.col("local_ts") + offsets[v]) for p in parts]
+            runs += [(run, vid, iid, 1) for run in _runs(parts, lo, hi)]
+        runs.sort(key=lambda r: (r[1], r[2], r[3]))  # stable: the order within a stream is kept
+        held = []
+        if k + 1 < len(days):
+            # with offsets a later day's partition can hold rows before this day's last ones: what is
+            # at or after the next day's start plus the smallest offset waits and is merged with it
+            watermark = _day_bounds(days[k + 1][0])[0] + lowest
+            now = []
+            for run, vid, iid, _ in runs:
+                cut = int(run.get_column("local_ts").search_sorted(watermark, side="left"))
+                now.append((run.slice(0, cut), vid, iid))
+                if cut < run.height:
+                    held.append((run.slice(cut), vid, iid))
+        else:
+            now = [(run, vid, iid) for run, vid, iid, _ in runs]
+        yield from _merged_chunks(now, chunk_size)
+        del runs, now
 
 
 MAX_RUNS_PER_PARTITION = 16
@@ -247,31 +267,3 @@ def _merge_into(out, pos, ids, kind, side, flags, exch_ts, local_ts, price, size
         r.price = price[best][j]
         r.size = size[best][j]
         r.id = id_[best][j]
-
-
-def _read_shifted(root, selected, offsets: dict[str, int], start_ns, end_ns, chunk_size: int) -> Iterator[np.ndarray]:
-    """``read_merged`` with per-venue offsets on ``local_ts``: rows past the watermark wait for the next day."""
-    lowest = min(0, min(offsets.values()))
-    lo = start_ns if start_ns is not None else np.iinfo(np.int64).min
-    hi = end_ns if end_ns is not None else np.iinfo(np.int64).max
-    days = [(date, list(group)) for date, group in groupby(selected, key=lambda p: p[0])]
-    held = None
-    for k, (date, group) in enumerate(days):
-        frames = [] if held is None else [held]
-        for _, vid, iid, v, i in group:
-            frame = read_partition(root, v, i, date, vid, iid)
-            if offsets.get(v):
-                frame = frame.with_columns(pl.col("local_ts") + offsets[v])
-            frames.append(frame)
-        day = pl.concat(frames, how="vertical").filter((pl.col("local_ts") >= lo) & (pl.col("local_ts") < hi))
-        day = day.sort(["local_ts", "venue", "instrument"], maintain_order=True)
-        if k + 1 < len(days):
-            watermark = _day_bounds(days[k + 1][0])[0] + lowest
-            cut = int(day.get_column("local_ts").search_sorted(watermark, side="left"))
-            day, held = day.slice(0, cut), day.slice(cut)
-        else:
-            held = None
-        events = to_numpy(day)
-        del day, frames
-        for at in range(0, len(events), chunk_size):
-            yield events[at : at + chunk_size]

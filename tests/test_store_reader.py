@@ -224,3 +224,53 @@ def test_parts_of_a_partition_merge_as_a_stable_sort(parts, venue, chunk):
         lo, hi = base + 10 * 1_000_000_000, base + 30 * 1_000_000_000
         cut = np.concatenate(list(read_merged(root, VENUES, INSTRUMENTS, start_ns=lo, end_ns=hi, chunk_size=chunk)))
         assert np.array_equal(cut, want[(want["local_ts"] >= lo) & (want["local_ts"] < hi)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(list(VENUES)), st.integers(0, 2), st.integers(-3, 3), st.integers(0, 2)), min_size=1, max_size=40),
+    st.fixed_dictionaries({v: st.sampled_from([0.0, -2000.0, -1000.0, 1000.0, 3000.0]) for v in VENUES}),
+    st.integers(1, 7),
+    st.booleans(),
+)
+def test_clock_offsets_merge_as_a_stable_sort_of_the_shifted_rows(rows, offset_ms, chunk, bounded):
+    """Rows near the day boundaries (seconds around each midnight, ties among them), written in up to
+    three parts per stream, each venue's clock shifted by its offset: the merged sequence is every row
+    once, ordered by (shifted local_ts, venue id, then the stream's day, part and row order), within
+    the time bounds."""
+    with tempfile.TemporaryDirectory() as root:
+        expected = []
+        for venue, vid in VENUES.items():
+            mine = [(day, sec, part) for v, day, sec, part in rows if v == venue]
+            if not mine:
+                continue
+            instrument = "AAPL" if venue == "broker" else "AAPLx"
+            local = np.array([(DAY + 1 + day) * NS_PER_DAY + sec * 1_000_000_000 for day, sec, _ in mine], dtype=np.int64)
+            ev = events(local, price=1000.0 * vid + np.arange(len(mine)))
+            ev["instrument"] = INSTRUMENTS[instrument]
+            in_order = []
+            for part in range(3):  # one part file per (part, UTC day): write_events splits by day
+                pick = np.array([p == part for _, _, p in mine])
+                if pick.any():
+                    write_events(root, venue, instrument, ev[pick])
+                    in_order.append(ev[pick])
+            stream = np.concatenate(in_order)
+            # the store's own order of the stream: by day, then part, then stably by local_ts
+            day_of = stream["local_ts"] // NS_PER_DAY
+            order = []
+            for d in np.unique(day_of):
+                rows_d = np.flatnonzero(day_of == d)
+                order.extend(rows_d[np.argsort(stream["local_ts"][rows_d], kind="stable")])
+            stream = stream[np.array(order)]
+            stream["venue"] = vid
+            stream["local_ts"] += int(offset_ms[venue] * 1_000_000)
+            expected.append(stream)
+        allev = np.concatenate(expected)
+        want = allev[np.argsort(allev["local_ts"], kind="stable")]
+        kw = {}
+        if bounded:
+            kw = {"start_ns": (DAY + 1) * NS_PER_DAY - 1_000_000_000, "end_ns": (DAY + 3) * NS_PER_DAY + 1_000_000_000}
+            want = want[(want["local_ts"] >= kw["start_ns"]) & (want["local_ts"] < kw["end_ns"])]
+        got = list(read_merged(root, VENUES, INSTRUMENTS, chunk_size=chunk, clock_offset_ms=offset_ms, **kw))
+        got = np.concatenate(got) if got else want[:0]
+        assert np.array_equal(got, want)
