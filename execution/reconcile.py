@@ -267,24 +267,51 @@ async def _recover_fills(lv: LiveVenue, journal: Journal, timeout_s: float, now:
     trades = await asyncio.wait_for(lv.link.adapter.fetch_my_trades(lv.symbol, None if since is None else since // 1_000_000 - 1),
                                     timeout_s)
     seen = journal.trade_ids(lv.name)
+    unresolved = {t: r for t, r in orders.items() if not r["venue_order_id"]}
+    asked: set[str] = set()  # venue order ids looked up: one call per order, not per fill
+    foreign = 0
     n = 0
     for td in trades:
         if (lv.name, str(td.get("id"))) in seen:
             continue
         row = by_vid.get(str(td.get("order"))) or next((r for t, r in orders.items() if mentions_client_id(td, t)), None)
+        if row is None and unresolved and td.get("order") is not None and str(td["order"]) not in asked:
+            # a venue whose trade history names only its own order id (Kraken's ordertxid): the fill
+            # may be of an order the journal never learned the id of (its create went unanswered and
+            # the lookup by client id did not find it): the venue's order says whose it is
+            asked.add(str(td["order"]))
+            row = await _order_of_trade(lv, str(td["order"]), unresolved, timeout_s)
+            if row is not None:
+                by_vid[str(td["order"])] = row
         if row is None:
-            continue  # not an order of ours: someone else's fill on this account
+            foreign += 1  # not an order of ours: someone else's fill on this account
+            continue
         fee = td.get("fee") or {}
         cost = fee.get("cost")
         value = 0.0 if cost is None else float(cost) * (float(td["price"]) if fee.get("currency") == lv.base else 1.0)
         n += journal.record_fill({
             "venue": lv.name, "trade_id": str(td["id"]), "client_id": row["client_id"], "cid": row["cid"],
-            "venue_order_id": row["venue_order_id"], "instrument": row["instrument"], "side": row["side"],
-            "price": float(td["price"]), "qty": float(td["amount"]), "fee": value, "fee_cost": cost,
-            "fee_currency": fee.get("currency"), "liquidity": td.get("takerOrMaker") or "taker", "tag": row["tag"],
-            "arrival_ns": row["venue_created_ns"], "venue_ns": None if td.get("timestamp") is None else int(td["timestamp"]) * 1_000_000,
+            "venue_order_id": row["venue_order_id"] or str(td.get("order")), "instrument": row["instrument"],
+            "side": row["side"], "price": float(td["price"]), "qty": float(td["amount"]), "fee": value,
+            "fee_cost": cost, "fee_currency": fee.get("currency"), "liquidity": td.get("takerOrMaker") or "taker",
+            "tag": row["tag"], "arrival_ns": row["venue_created_ns"],
+            "venue_ns": None if td.get("timestamp") is None else int(td["timestamp"]) * 1_000_000,
             "local_ns": now, "booked": False})
+    if foreign:
+        log.info("%s: %d fill(s) since %s of orders that are not ours left alone", lv.name, foreign, since)
     return n
+
+
+async def _order_of_trade(lv: LiveVenue, venue_order_id: str, unresolved: dict, timeout_s: float):
+    """The journal's row of the order ``venue_order_id`` if the venue's order carries the client id of
+    one of the ``unresolved`` orders (no venue id journalled); None if not ours or not answered."""
+    try:
+        od = await asyncio.wait_for(lv.link.adapter.fetch_order(venue_order_id, lv.symbol), timeout_s)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - unanswered: left as a difference the position check reports
+        return None
+    return next((r for t, r in unresolved.items() if mentions_client_id(od or {}, t)), None)
 
 
 __all__ = ["VenueReconciliation", "reconcile_venue"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import ccxt
 import numpy as np
 
 from execution.journal import Journal
@@ -51,3 +52,36 @@ async def test_an_order_whose_fills_the_journal_lacks_has_them_fetched_from_befo
         rec = await reconcile_venue(lv, j, core, own_ids=set(), now=4)
         assert rec.fills_recovered == 1
         assert j.trade_ids("alpha") == {("alpha", t_a["id"]), ("alpha", t_b["id"])}
+
+
+async def test_a_fill_whose_trade_names_only_the_venue_order_id_is_matched_through_the_venue_order(tmp_path):
+    """Kraken's trade history gives a fill's ordertxid and no client id: an order whose create went
+    unanswered and that the lookup by client id could not find is matched by asking the venue for the
+    order the fill names, and its fill is journalled (it had been dropped as someone else's)."""
+    venue = ScriptedVenue()
+    a = "sb000000000000c"
+    await venue.create_order(SYMBOL, "limit", "buy", 2.0, 99.95, {"clientOrderId": a})
+    other = await venue.create_order(SYMBOL, "limit", "buy", 1.0, 99.90, {"clientOrderId": "someone-else"})
+    t_a = venue.fill(a, 2.0)
+    venue.fill("someone-else", 1.0)
+    for t in venue.trades:
+        del t["info"]["orderLinkId"]  # as Kraken's TradesHistory: no client id
+    by_id = venue.fetch_order
+
+    async def fetch_order(id, symbol=None, params={}):
+        if id == a:  # the lookup by client id does not answer
+            raise ccxt.RequestTimeout("no answer")
+        return await by_id(id, symbol, params)
+
+    venue.fetch_order = fetch_order
+    with Journal(tmp_path) as j:
+        j.record_intents([intent(a, 1)], local_ns=1)
+        lv = LiveVenue(id=0, name="alpha", link=link(venue), instrument=AAPLX, symbol=SYMBOL, base="AAPLX",
+                       quote="USDT")
+        core = SimpleNamespace(tr=SimpleNamespace(kpos=np.zeros((1, 2)), kcash=np.zeros(1)))
+        rec = await reconcile_venue(lv, j, core, own_ids=set(), now=4)
+        assert rec.fills_recovered == 1
+        assert j.trade_ids("alpha") == {("alpha", t_a["id"])}  # the other account holder's fill is not ours
+        [f] = j.fills("alpha")
+        assert (f["client_id"], f["qty"], f["venue_order_id"]) == (a, 2.0, t_a["order"])
+        assert other["id"] != t_a["order"]
