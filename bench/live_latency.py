@@ -49,6 +49,7 @@ async def run(args) -> dict:
     from stockbridge.commands.backtest import _synthesize_if_empty
     from stockbridge.commands.live import default_start
     from stockbridge.config import load_config
+    from stockbridge.core.order_codes import ACT_NEW
     from stockbridge.trader import cid_text
 
     cfg = load_config(CONFIG)
@@ -69,27 +70,52 @@ async def run(args) -> dict:
     snap_us: list[float] = []
     step_us: list[float] = []
 
-    stages: dict[str, list[float]] = {"wake": [], "spawn": [], "send": []}
+    stages: dict[str, list[float]] = {"wake": [], "spawn": [], "send": [], "first": [], "ccxt": [], "request": []}
     decide_at = [0]
     submit_at: dict[str, int] = {}
+    first_of_decision: set[str] = set()
+    in_ccxt: dict[asyncio.Task, int] = {}  # a create's task -> the book's time, until its request is built
 
     def on_decision(book_perf_ns: int, actions) -> None:
         stages["wake"].append((decide_at[0] - book_perf_ns) / 1e3)
         for a in actions:
             book_at[cid_text(int(a["cid"]))] = book_perf_ns
+        news = [a for a in actions if int(a["kind"]) == ACT_NEW]
+        if news:
+            first_of_decision.add(cid_text(int(news[0]["cid"])))
 
-    for ad in adapters.values():
+    for venue_name, ad in adapters.items():
         create = ad.create_order
+        stages[f"ccxt {venue_name}"] = []
 
         async def timed(symbol, type, side, amount, price=None, params={}, _create=create):
             t = time.perf_counter_ns()
-            b = book_at.pop(params.get("clientOrderId"), None)
+            cid = params.get("clientOrderId")
+            b = book_at.pop(cid, None)
             if b:
                 tick_to_order.append((t - b) / 1e3)
-                stages["send"].append((t - submit_at.pop(params.get("clientOrderId"), t)) / 1e3)
-            return await _create(symbol, type, side, amount, price, params)
+                stages["send"].append((t - submit_at.pop(cid, t)) / 1e3)
+                if cid in first_of_decision:
+                    stages["first"].append((t - b) / 1e3)
+                in_ccxt[asyncio.current_task()] = (t, b)
+            first_of_decision.discard(cid)
+            try:
+                return await _create(symbol, type, side, amount, price, params)
+            finally:
+                in_ccxt.pop(asyncio.current_task(), None)
+
+        async def timed_fetch(url, method="GET", headers=None, body=None, _fetch=ad.fetch, _venue=venue_name):
+            # ccxt's create_order has built, rate-limited and signed the request: the HTTP client gets it
+            t = in_ccxt.pop(asyncio.current_task(), None)
+            if t is not None:
+                now = time.perf_counter_ns()
+                stages["ccxt"].append((now - t[0]) / 1e3)
+                stages[f"ccxt {_venue}"].append((now - t[0]) / 1e3)
+                stages["request"].append((now - t[1]) / 1e3)
+            return await _fetch(url, method, headers, body)
 
         ad.create_order = timed
+        ad.fetch = timed_fetch  # set on the ccxt exchange under the wrappers: its fetch2 calls self.fetch
     session = await build_session(cfg, str(CONFIG), work / "run", plan, adapters, clock=sb.clock.data_now,
                                   start_ns=sb.clock.data_now(), horizon_ns=6 * 3600 * 10**9, on_decision=on_decision)
     runner = session.runner
@@ -99,9 +125,9 @@ async def run(args) -> dict:
     commit_us: list[float] = []
     disk_us: list[float] = []
 
-    def timed_record(intents, local_ns):
+    def timed_record(intents, local_ns, **kw):
         t = time.perf_counter_ns()
-        record(intents, local_ns)
+        record(intents, local_ns, **kw)
         commit_us.append((time.perf_counter_ns() - t) / 1e3)
 
     journal.record_intents = timed_record
@@ -242,6 +268,7 @@ def main() -> None:
     for col in ("stage", "n", "p50 µs", "p90 µs", "p99 µs", "max µs"):
         t.add_column(col, justify="right" if col != "stage" else "left")
     t.add_row("book in -> create_order out", *percentiles(r["tick_to_order"]))
+    t.add_row("  the first new order of a decision", *percentiles(r["first"]))
     t.add_row("  book in -> the decision starts", *percentiles(r["wake"]))
     t.add_row("  decision -> the order manager runs", *percentiles(r["spawn"]))
     t.add_row("  order manager -> create_order (incl. journal)", *percentiles(r["send"]))
@@ -249,6 +276,10 @@ def main() -> None:
     t.add_row("  journal: a send waiting for its intents' fsync", *percentiles(r["disk"]))
     t.add_row("  trader core: book_snapshot (one book in)", *percentiles(r["snapshot"]))
     t.add_row("  trader core: step (one decision)", *percentiles(r["step"]))
+    t.add_row("create_order -> its request to the HTTP client (ccxt: build, rate limiter, sign)", *percentiles(r["ccxt"]))
+    for k in sorted(k for k in r if k.startswith("ccxt ")):
+        t.add_row(f"  at {k[5:]}", *percentiles(r[k]))
+    t.add_row("book in -> the request to the HTTP client", *percentiles(r["request"]))
     Console().print(t)
     print("order manager:", ", ".join(f"{k} {v:,}" for k, v in sorted(r["counts"].items())))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -338,8 +338,10 @@ class Journal:
             db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                        (key, self.scrub(value)))
 
-    def record_intents(self, intents: Sequence[dict[str, Any]], local_ns: int) -> None:
-        """Intents of one decision, committed together before any of them is sent.
+    def record_intents(self, intents: Sequence[dict[str, Any]], local_ns: int, *, sent: bool = True) -> None:
+        """Intents of one decision, committed together before any of them is sent. ``sent=False``: intents
+        a guard refused, never sent, so nothing waits for them: they join the group commit (write-ahead
+        is for what leaves; the order manager's refusals had cost an fsync each on the loop).
 
         Each dict: ``cid`` (int), ``client_id``, ``action`` ("new" / "cancel"), ``venue``,
         ``instrument``, ``symbol``, ``decided_ns``; for "new" also ``side`` (+1/-1), ``price``,
@@ -347,7 +349,7 @@ class Journal:
         the order's row in ``orders``; a second "new" for the same client id is refused (IntegrityError):
         a client id is never reused.
         """
-        with self._tx(at_once=True) as db:
+        with self._tx(at_once=sent) as db:
             for it in intents:
                 db.execute(
                     "INSERT INTO intents (cid, client_id, action, venue, instrument, symbol, side, price, qty, tif,"

@@ -30,7 +30,7 @@ from execution.guards import Guards
 from execution.journal import Journal
 from execution.reconcile import VenueReconciliation, reconcile_venue
 from execution.runner import LiveRunner, LiveVenue
-from execution.venue import VenueLink, strictly_increasing_nonce
+from execution.venue import VenueLink, orders_skip_the_queue, strictly_increasing_nonce
 from stockbridge.config import StockbridgeConfig
 from stockbridge.errors import ConfigError, StockbridgeError, key_path
 
@@ -205,6 +205,8 @@ async def open_adapters(cfg: StockbridgeConfig, plan: VenuePlan, *, sandbox=None
                 ad = AlpacaVenue.from_keys(key, secret, paper=plan.mode == "testnet", symbols=list(v.instruments.values()),
                                            timeout_s=call_timeout_s, maker_fee_bps=v.maker_fee_bps,
                                            taker_fee_bps=v.taker_fee_bps)
+        if kind == "ccxt":
+            orders_skip_the_queue(ad)
         if v.ccxt_id == "kraken":
             strictly_increasing_nonce(ad)
         out[name] = ad

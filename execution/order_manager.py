@@ -405,7 +405,7 @@ class OrderManager:
             intents.append(self._intent(order, "new"))
             refused.append(order)
         if intents:
-            self.journal.record_intents(intents, now)
+            self.journal.record_intents(intents, now, sent=False)
         for order in refused:
             order.create_failed(definite=True, now=now)
             self._journal_state(order, "reject", now, detail={"reason": reason, "by": "guard"})

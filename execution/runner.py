@@ -217,7 +217,10 @@ class LiveRunner:
     async def _decider(self) -> None:
         while not self._stop.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+                # in this task: wait_for would wrap the wait in a task of its own, and a set wake
+                # would reach the decision three passes of the loop later instead of one
+                async with asyncio.timeout(self.tick_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

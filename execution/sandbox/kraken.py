@@ -3,7 +3,9 @@ that ccxt's ``kraken`` / ``ccxt.pro.kraken`` use (book with checksum, trade, exe
 :class:`VenueEmulator`.
 
 Private calls are checked as Kraken checks them: the ``nonce`` must grow per API key
-(``EAPI:Invalid nonce``), and ``API-Sign`` = base64(HMAC-SHA512(base64-decoded secret, URI path +
+(``EAPI:Invalid nonce``), except that a nonce not used before and at most the key's nonce window
+below the highest one seen is taken (Kraken's API key setting, which it recommends at 10-15 s:
+concurrent requests reach it out of the order they were signed in), and ``API-Sign`` = base64(HMAC-SHA512(base64-decoded secret, URI path +
 SHA256(nonce + POST body))). Errors are Kraken's ``{"error": ["EOrder:..."]}`` strings.
 
 Markets are listed as Kraken lists tokenized stocks: pair ``AAPLxUSD`` (altname too), base asset
@@ -131,9 +133,13 @@ class KrakenServer(VenueServer):
 
     kind = "kraken"
 
-    def __init__(self, emu: VenueEmulator):
+    NONCE_WINDOW = 10_000  # the sandbox key's nonce window: 10 s of ccxt's nonces (ms), as Kraken recommends
+
+    def __init__(self, emu: VenueEmulator, *, nonce_window: int = NONCE_WINDOW):
         super().__init__(emu)
+        self.nonce_window = nonce_window
         self._nonces: dict[str, int] = {}
+        self._used: dict[str, set[int]] = {}  # per key, the nonces within the window below the highest
         self._tokens: dict[str, Account] = {}
         self._sent_status: dict[str, str] = {}
         self._trade_ids = itertools.count(1)
@@ -203,10 +209,20 @@ class KrakenServer(VenueServer):
         want = base64.b64encode(hmac.new(base64.b64decode(acct.secret), request.path.encode() + digest, hashlib.sha512).digest()).decode()
         if not hmac.compare_digest(want, request.headers.get("API-Sign", "")):
             raise KrakenError("sign")
-        if nonce <= self._nonces.get(key, 0):
-            raise KrakenError("nonce")
-        self._nonces[key] = nonce
+        self._take_nonce(key, nonce)
         return acct
+
+    def _take_nonce(self, key: str, nonce: int) -> None:
+        top, used = self._nonces.get(key, 0), self._used.setdefault(key, set())
+        if nonce > top:
+            self._nonces[key] = nonce
+            used.add(nonce)
+            if len(used) > 4096:
+                self._used[key] = {n for n in used if n >= nonce - self.nonce_window}
+        elif top - nonce <= self.nonce_window and nonce not in used:
+            used.add(nonce)  # late, within the window, and never seen: a replay is still refused
+        else:
+            raise KrakenError("nonce")
 
     # -- public REST --
     async def h_time(self, request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ import pytest
 from sandbox.sandbox_helpers import step_until, subscribed, within
 
 from execution.sandbox.clients import ccxt_exchange
-from execution.venue import is_definite_refusal, mentions_client_id
+from execution.venue import is_definite_refusal, mentions_client_id, orders_skip_the_queue
 
 SYMBOL = "AAPLX/USD"
 MID = "AAPLxUSD"
@@ -234,3 +234,45 @@ async def test_errors_are_krakens_own(kraken, sb_cfg):
     sv.fault("halt", symbol=MID)
     with pytest.raises(ccxt.OnMaintenance):  # EService:Market in cancel_only mode
         await within(5, ex.create_order(SYMBOL, "limit", "buy", 1.0, bid - 1))
+
+
+async def test_a_late_nonce_within_the_keys_window_is_taken_once(kraken):
+    """Kraken's nonce window (the API key setting it recommends at 10-15 s): a nonce below the highest
+    seen is taken if it is within the window and was never used, as when two requests signed in
+    order reach the venue in the other order; a replayed one and one older than the window are not."""
+    sb, sv, ex = kraken
+    top = ex.milliseconds() + 60_000
+    window = sv.server.nonce_window
+    assert window == 10_000
+    for nonce, taken in ((top, True), (top - 5, True), (top - 5, False), (top - window - 1, False), (top + 1, True)):
+        ex.incrementing_nonce = lambda n=nonce: n  # type: ignore[method-assign]
+        try:
+            if taken:
+                assert "total" in await within(5, ex.fetch_balance())
+            else:
+                with pytest.raises(ccxt.InvalidNonce):
+                    await within(5, ex.fetch_balance())
+        finally:
+            del ex.incrementing_nonce
+
+
+async def test_orders_do_not_wait_behind_queries_in_ccxts_rate_limiter(kraken, sb_cfg):
+    """With ccxt's limiter on, a query that has spent the budget makes the next query wait (here
+    6 s: Balance costs 3 at 2 s a unit); an order sent meanwhile leaves at once (orders_skip_the_queue:
+    Kraken does not count orders against the call counter), where ccxt's one queue held it behind."""
+    sb, sv, _ = kraken
+    ex = orders_skip_the_queue(ccxt_exchange(sb_cfg.venues["kraken"], sv, timeout=3000, enableRateLimit=True,
+                                             rateLimit=2000))
+    try:
+        await within(10, ex.load_markets())
+        await within(5, ex.fetch_balance())
+        queued = asyncio.ensure_future(ex.fetch_balance())
+        await asyncio.sleep(0.05)
+        far = round(sv.emu.book(sv.emu.markets[MID])[0][0][0] - 1, 2)
+        placed = await within(2, ex.create_order(SYMBOL, "limit", "buy", 1.0, far, {"clientOrderId": "sbqueue00000001"}))
+        await within(2, ex.cancel_order(placed["id"], SYMBOL))
+        assert not queued.done()  # the query is still waiting for its budget
+        queued.cancel()
+        await asyncio.gather(queued, return_exceptions=True)
+    finally:
+        await within(10, ex.close())
